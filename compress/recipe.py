@@ -1,0 +1,295 @@
+"""The recipe: a TOML file, validated once here so that stages can trust what they receive.
+
+Every problem found (schema, missing files, data columns, label values) is reported together in
+one `CompressError` naming the recipe file, the key and, where it can be found, the line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from compress.errors import CompressError
+from compress.hashing import json_sha256
+
+PACKAGED_MODELS = ("all-MiniLM-L6-v2",)
+Runtime = Literal["torch", "onnxruntime", "tensorrt"]
+Precision = Literal["fp32", "fp16", "int8"]
+PositiveFloat = Annotated[float, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TinyBert(_Strict):
+    """A randomly initialised BERT built from a config: for tests and smoke runs."""
+
+    hidden_size: int = Field(32, ge=8, le=1024)
+    num_hidden_layers: int = Field(2, ge=1, le=24)
+    num_attention_heads: int = Field(2, ge=1, le=32)
+    intermediate_size: int = Field(64, ge=8, le=8192)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide_hidden(self) -> TinyBert:
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError("hidden_size must be a multiple of num_attention_heads")
+        return self
+
+
+class ModelSpec(_Strict):
+    packaged: Literal[PACKAGED_MODELS] | None = None  # type: ignore[valid-type]
+    path: Path | None = None
+    tiny: TinyBert | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ModelSpec:
+        given = [k for k in ("packaged", "path", "tiny") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of packaged, path, tiny (got {', '.join(given) or 'none'})"
+            )
+        return self
+
+
+class DataSpec(_Strict):
+    train: Path
+    dev: Path
+    test: Path
+    format: Literal["tsv", "csv", "jsonl"] | None = None
+    header: bool = True
+    text_column: str | int = "sentence"
+    label_column: str | int = "label"
+    label_names: list[str] | None = Field(None, min_length=2)
+    max_length: int = Field(128, ge=8, le=512)
+    train_rows: int | None = Field(None, ge=1)
+    dev_rows: int | None = Field(None, ge=1)
+    test_rows: int | None = Field(None, ge=1)
+    seed: int = 0
+
+
+class FinetuneSpec(_Strict):
+    epochs: int = Field(1, ge=1, le=100)
+    batch_size: int = Field(32, ge=1, le=4096)
+    learning_rate: PositiveFloat = 1e-4
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    bucket_by_length: bool = True
+    evals_per_epoch: int = Field(4, ge=1, le=1000)
+    seed: int = 42
+
+
+class ExportSpec(_Strict):
+    opset: int = Field(18, ge=17, le=23)
+    parity_rows: int = Field(256, ge=1)
+    max_abs_logit_diff: PositiveFloat = 1e-3
+    min_label_agreement: float = Field(0.99, ge=0, le=1)
+
+
+class EvaluationSpec(_Strict):
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    baseline: float | None = Field(None, ge=0, le=1)
+    batch_size: int = Field(64, ge=1)
+    latency_warmup: int = Field(5, ge=0)
+    latency_repeats: int = Field(20, ge=1)
+
+
+class Target(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    runtime: Runtime
+    precision: Precision
+    max_accuracy_drop: float = Field(description="absolute points, e.g. 1.0 = one point")
+    max_latency_ms: PositiveFloat | None = None
+    latency_batch: int = Field(1, ge=1, le=4096)
+    latency_sequence: int = Field(128, ge=1, le=512)
+    max_size_mb: PositiveFloat | None = None
+    required: bool = True
+
+
+class OutputSpec(_Strict):
+    dir: Path = Path("artifacts")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class Recipe(_Strict):
+    model: ModelSpec
+    data: DataSpec
+    finetune: FinetuneSpec | None = None
+    export: ExportSpec | None = None
+    evaluation: EvaluationSpec = EvaluationSpec()
+    targets: list[Target] = Field(min_length=1)
+    output: OutputSpec = OutputSpec()
+
+    @model_validator(mode="after")
+    def _unique_target_names(self) -> Recipe:
+        names = [t.name for t in self.targets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate target names: {', '.join(dupes)}")
+        return self
+
+
+class LoadedRecipe(BaseModel):
+    """A validated recipe plus where it came from; paths inside `recipe` are absolute."""
+
+    model_config = ConfigDict(frozen=True)
+    path: Path
+    name: str
+    recipe: Recipe
+
+    def resolved(self) -> dict:
+        return json.loads(self.recipe.model_dump_json())
+
+    def sha256(self) -> str:
+        return json_sha256(self.resolved())
+
+
+def load_recipe(path: Path | str) -> LoadedRecipe:
+    """Parse, validate and resolve a recipe; raise one CompressError listing every problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise CompressError(f"{path}: recipe file not found")
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CompressError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise CompressError(f"{path}: " + "; ".join(_describe(e, text) for e in exc.errors())) from None
+    recipe = _resolve_paths(recipe, path.parent.resolve())
+    problems = _check_stages_cover_targets(recipe, text) + _check_files(recipe, text)
+    if not problems:
+        from compress.data import check_data_files  # heavy-ish: only once the schema is sound
+
+        problems = [
+            f"{_where(('data', key), text)}: {msg}" for key, msg in check_data_files(recipe.data)
+        ]
+    if problems:
+        raise CompressError(f"{path}: " + "; ".join(problems))
+    name = recipe.output.name or path.stem
+    return LoadedRecipe(path=path.resolve(), name=name, recipe=recipe)
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    data = recipe.data.model_copy(
+        update={k: absolute(getattr(recipe.data, k)) for k in ("train", "dev", "test")}
+    )
+    model = recipe.model
+    if model.path is not None:
+        model = model.model_copy(update={"path": absolute(model.path)})
+    return recipe.model_copy(update={"data": data, "model": model})
+
+
+def _check_files(recipe: Recipe, text: str) -> list[str]:
+    problems = []
+    for key in ("train", "dev", "test"):
+        p = getattr(recipe.data, key)
+        if not p.is_file():
+            problems.append(f"{_where(('data', key), text)}: file not found: {p}")
+    if recipe.model.path is not None:
+        p = recipe.model.path
+        if not (p / "config.json").is_file():
+            problems.append(
+                f"{_where(('model', 'path'), text)}: not a Hugging Face checkpoint folder "
+                f"(no config.json): {p}"
+            )
+        elif not any(p.glob("*.safetensors")):
+            problems.append(
+                f"{_where(('model', 'path'), text)}: no *.safetensors weights in {p} "
+                "(pickled .bin checkpoints are not loaded: convert them to safetensors)"
+            )
+    return problems
+
+
+# Which (runtime, precision) pairs each stage can produce. One table, read by validation and runner.
+PRODUCERS: dict[tuple[str, str], str] = {
+    ("torch", "fp32"): "finetune",
+    ("onnxruntime", "fp32"): "export",
+}
+
+
+def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
+    problems = []
+    for i, target in enumerate(recipe.targets):
+        stage = PRODUCERS.get((target.runtime, target.precision))
+        where = _where(("targets", i, "runtime"), text)
+        if stage is None:
+            problems.append(
+                f"{where}: target '{target.name}' asks for {target.runtime}/{target.precision}, "
+                "which no stage of this version produces (available: "
+                + ", ".join(f"{r}/{p}" for r, p in PRODUCERS)
+                + ")"
+            )
+        elif stage == "export" and recipe.export is None:
+            problems.append(
+                f"{where}: target '{target.name}' needs an ONNX model: add an [export] table"
+            )
+    return problems
+
+
+def _describe(error: dict, text: str) -> str:
+    loc = tuple(error["loc"])
+    # pydantic appends the validator's input type to union locations; keep the user's key path
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "union"))))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{_where(loc, text)}: unknown key"
+    if kind == "missing":
+        return f"{_where(loc, text)}: required key is missing"
+    msg = error["msg"]
+    if kind == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    elif error.get("input") is not None and kind.endswith(("_type", "_parsing")):
+        msg = f"{msg} (got {json.dumps(error['input'], default=str)[:60]})"
+    return f"{_where(loc, text)}: {msg}"
+
+
+def _where(loc: tuple, text: str) -> str:
+    """Format a key path like `data.label_column` and add 'line N' when it can be found in the text."""
+    key = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in loc).replace(".[", "[")
+    line = _line_of(loc, text)
+    return f"{key or '(top level)'} (line {line})" if line else (key or "(top level)")
+
+
+def _line_of(loc: tuple, text: str) -> int | None:
+    lines = text.splitlines()
+    if not loc:
+        return None
+    table, rest = loc[0], loc[1:]
+    start = None
+    if rest and isinstance(rest[0], int):  # array of tables: the n-th [[table]] header
+        headers = [i for i, ln in enumerate(lines) if re.match(rf"\s*\[\[\s*{table}\s*\]\]", ln)]
+        if rest[0] < len(headers):
+            start = headers[rest[0]]
+        rest = rest[1:]
+    else:
+        for i, ln in enumerate(lines):
+            if re.match(rf"\s*\[\s*{re.escape(str(table))}\s*\]", ln):
+                start = i
+                break
+    if start is None:
+        for i, ln in enumerate(lines):  # a top-level key
+            if re.match(rf"\s*{re.escape(str(table))}\s*=", ln):
+                return i + 1
+        return None
+    if not rest or not isinstance(rest[0], str):
+        return start + 1
+    for i in range(start + 1, len(lines)):
+        if re.match(r"\s*\[", lines[i]):
+            break
+        if re.match(rf"\s*{re.escape(rest[0])}\s*=", lines[i]):
+            return i + 1
+    return start + 1

@@ -1,0 +1,291 @@
+"""Run a recipe: stages in order, each cached by content, every artifact evaluated, targets gated.
+
+The runner knows no stage by name: it walks `compress.stages.STAGES`, runs the ones whose table
+is in the recipe, and matches artifacts to targets by (runtime, precision).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from compress import bundle, cache, gates
+from compress.data import load_splits, num_labels
+from compress.errors import CompressError, StageFailed
+from compress.evaluate import evaluate_artifact
+from compress.hashing import file_sha256, tree_sha256
+from compress.modeling import build_source_model
+from compress.progress import Reporter
+from compress.recipe import LoadedRecipe
+from compress.runtimes import versions
+from compress.stages import STAGES, Artifact, StageContext, stage_function
+from compress.environment import cpu_info
+
+
+@dataclass
+class RunState:
+    """What the run has made so far; grows stage by stage, then becomes the manifest."""
+
+    artifacts: dict[str, Artifact] = field(default_factory=dict)  # kind -> latest
+    by_target: dict[tuple[str, str], tuple[Artifact, dict, str]] = field(default_factory=dict)
+    stages: list[dict] = field(default_factory=list)
+    baseline: dict | None = None
+
+
+def select_stages(enabled: list[str], only: str | None, start: str | None) -> set[str]:
+    """The stages to (re)run: all, one (`--only`), or one and everything after it (`--from`)."""
+    for flag, name in (("--only", only), ("--from", start)):
+        if name is not None and name not in enabled:
+            raise CompressError(
+                f"{flag} {name}: not a stage of this recipe (stages: {', '.join(enabled)})"
+            )
+    if only:
+        return {only}
+    if start:
+        return set(enabled[enabled.index(start) :])
+    return set(enabled)
+
+
+def run(
+    loaded: LoadedRecipe,
+    *,
+    out_root: Path | None = None,
+    use_cache: bool = True,
+    only: str | None = None,
+    start: str | None = None,
+    reporter: Reporter | None = None,
+) -> tuple[Path, str]:
+    """Run the recipe; return (bundle folder, verdict). Raises CompressError on bad input."""
+    reporter = reporter or Reporter()
+    recipe = loaded.recipe
+    out_root = Path(out_root or recipe.output.dir)
+    cache_root = out_root / ".cache"
+    started = time.perf_counter()
+
+    splits = load_splits(recipe.data)
+    n_labels = num_labels(recipe.data, splits["train"])
+    env = {"versions": versions(), "cpu": cpu_info()}
+    data_id = {
+        "spec": recipe.data.model_dump(mode="json", exclude={"train", "dev", "test"}),
+        "files": {k: file_sha256(getattr(recipe.data, k)) for k in ("train", "dev", "test")},
+    }
+    state = RunState()
+    reporter.info(f"[bold]compress[/] {loaded.name}: {len(splits['train'].texts)} train / "
+                  f"{len(splits['dev'].texts)} dev / {len(splits['test'].texts)} test rows")
+
+    source = _source_checkpoint(loaded, n_labels, env, cache_root, reporter)
+    state.artifacts["checkpoint"] = source
+
+    enabled = [name for name in STAGES if getattr(recipe, name) is not None]
+    selected = select_stages(enabled, only, start)
+    forced = selected if (only or start or not use_cache) else set()
+    failed = False
+    for i, name in enumerate(enabled):
+        if failed:
+            state.stages.append({"name": name, "status": "not run", "reason": "an earlier stage failed"})
+            continue
+        spec = getattr(recipe, name)
+        key = cache.json_key({
+            "stage": name,
+            "spec": spec.model_dump(mode="json"),
+            "data": data_id,
+            "inputs": {k: a.sha256 for k, a in sorted(state.artifacts.items())},
+            "versions": env["versions"],
+        })
+        hit = None if name in forced else cache.lookup(cache_root, name, key)
+        if hit is None and name not in selected:
+            if any(later in selected for later in enabled[i + 1 :]):
+                raise CompressError(
+                    f"stage '{name}' has no cached output for this recipe; run it first "
+                    "(without --only/--from)"
+                )
+            state.stages.append({"name": name, "status": "not run", "reason": "not selected"})
+            continue
+        t0 = time.perf_counter()
+        if hit is not None:
+            folder, record = hit
+            reporter.info(f"[green]✓[/] {name}: reused from cache ({key[:12]})")
+        else:
+            reporter.info(f"[bold]▶[/] {name}")
+            try:
+                folder, record = cache.build(
+                    cache_root, name, key, lambda tmp: _run_stage(name, spec, loaded, splits, state, tmp, reporter)
+                )
+            except StageFailed as exc:
+                reporter.info(f"[red]✗ {name} failed:[/] {exc}")
+                state.stages.append({
+                    "name": name, "status": "failed", "reason": str(exc), "cached": False,
+                    "seconds": round(time.perf_counter() - t0, 2), "metrics": exc.metrics,
+                })
+                failed = True
+                continue
+        new = [
+            Artifact(a["kind"], a["runtime"], a["precision"], folder / a["folder"], a["sha256"])
+            for a in record["artifacts"]
+        ]
+        stage_entry = {
+            "name": name, "status": "ok", "cached": hit is not None,
+            "seconds": round(time.perf_counter() - t0, 2),
+            "run_seconds": record.get("seconds"),
+            "metrics": record["metrics"], "artifacts": [], "evaluations": [],
+        }
+        for artifact in new:
+            state.artifacts[artifact.kind] = artifact
+            evaluation = _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, reporter)
+            state.by_target[(artifact.runtime, artifact.precision)] = (artifact, evaluation, name)
+            stage_entry["evaluations"].append({k: v for k, v in evaluation.items() if k != "predictions"})
+            if state.baseline is None and (artifact.runtime, artifact.precision) == ("torch", "fp32"):
+                state.baseline = {"stage": name, "artifact": artifact, "evaluation": evaluation}
+        stage_entry["artifacts"] = [
+            {"kind": a.kind, "runtime": a.runtime, "precision": a.precision, "sha256": a.sha256}
+            for a in new
+        ]
+        state.stages.append(stage_entry)
+
+    if state.baseline is None and recipe.evaluation.baseline is None:
+        evaluation = _evaluate(source, loaded, splits, n_labels, env, data_id, cache_root, reporter)
+        state.baseline = {"stage": "source", "artifact": source, "evaluation": evaluation}
+
+    targets = _gate_targets(loaded, state)
+    verdict = gates.overall_verdict([(t["required"], t["verdict"]) for t in targets])
+    bundle_dir = bundle.write(
+        loaded=loaded,
+        out_root=out_root,
+        targets=targets,
+        stages=state.stages,
+        env=env,
+        data_id=data_id,
+        verdict=verdict,
+        seconds=round(time.perf_counter() - started, 2),
+    )
+    return bundle_dir, verdict
+
+
+def _run_stage(name, spec, loaded, splits, state, tmp: Path, reporter) -> dict:
+    t0 = time.perf_counter()
+    ctx = StageContext(loaded.recipe, spec, splits, dict(state.artifacts), tmp, reporter)
+    result = stage_function(name)(ctx)
+    return {
+        "stage": name,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "metrics": result.metrics,
+        "artifacts": [
+            {"kind": a.kind, "runtime": a.runtime, "precision": a.precision, "folder": a.folder,
+             "sha256": tree_sha256(tmp / a.folder)}
+            for a in result.artifacts
+        ],
+    }
+
+
+def _source_checkpoint(loaded, n_labels, env, cache_root, reporter) -> Artifact:
+    """The starting model as a cached checkpoint folder, so every later key hashes real content."""
+    spec = loaded.recipe.model
+    identity = spec.model_dump(mode="json")
+    if spec.path is not None:
+        identity["content"] = tree_sha256(spec.path)
+    key = cache.json_key({"model": identity, "num_labels": n_labels, "versions": env["versions"]})
+    hit = cache.lookup(cache_root, "source", key)
+    if hit is None:
+        reporter.info("[bold]▶[/] source model")
+
+        def work(tmp: Path) -> dict:
+            build_source_model(spec, n_labels, tmp / "checkpoint")
+            return {"sha256": tree_sha256(tmp / "checkpoint")}
+
+        hit = cache.build(cache_root, "source", key, work)
+    folder, record = hit
+    return Artifact("checkpoint", "torch", "fp32", folder / "checkpoint", record["sha256"])
+
+
+def _latency_shapes(loaded) -> list[tuple[int, int]]:
+    shapes = {(1, 128)} | {(t.latency_batch, t.latency_sequence) for t in loaded.recipe.targets}
+    return sorted(shapes)
+
+
+def _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, reporter) -> dict:
+    recipe = loaded.recipe
+    shapes = _latency_shapes(loaded)
+    key = cache.json_key({
+        "artifact": artifact.sha256, "runtime": artifact.runtime, "data": data_id,
+        "evaluation": recipe.evaluation.model_dump(mode="json"), "shapes": shapes, "env": env,
+    })
+    hit = cache.lookup(cache_root, "evaluate", key)
+    if hit is None:
+        def work(_tmp: Path) -> dict:
+            return evaluate_artifact(
+                artifact, splits["test"], num_labels=n_labels, max_length=recipe.data.max_length,
+                spec=recipe.evaluation, shapes=shapes, progress=reporter,
+            )
+
+        hit = cache.build(cache_root, "evaluate", key, work)
+    record = dict(hit[1])
+    record.pop("files", None)
+    metric = recipe.evaluation.metric
+    reporter.info(
+        f"  {artifact.runtime}/{artifact.precision}: {metric} {record[metric]:.4f}, "
+        f"1x128 {record['latency']['1x128']['median_ms']:.1f} ms, "
+        f"{record['size_bytes'] / 1e6:.1f} MB" + ("  (cached)" if hit else "")
+    )
+    return record
+
+
+def _gate_targets(loaded, state: RunState) -> list[dict]:
+    recipe = loaded.recipe
+    metric_name = recipe.evaluation.metric
+    if recipe.evaluation.baseline is not None:
+        baseline, baseline_from = recipe.evaluation.baseline, "recipe (evaluation.baseline)"
+    elif state.baseline is not None:
+        baseline = state.baseline["evaluation"][metric_name]
+        baseline_from = f"{state.baseline['stage']} torch/fp32"
+    else:
+        baseline, baseline_from = None, None
+    out = []
+    for target in recipe.targets:
+        entry = {
+            "name": target.name, "runtime": target.runtime, "precision": target.precision,
+            "required": target.required, "metric_name": metric_name, "baseline": baseline,
+            "baseline_from": baseline_from,
+            "budgets": {
+                "max_accuracy_drop": target.max_accuracy_drop,
+                "max_latency_ms": target.max_latency_ms,
+                "max_size_mb": target.max_size_mb,
+                "latency_shape": f"{target.latency_batch}x{target.latency_sequence}",
+            },
+            "metric": None, "drop": None, "latency": None, "size_mb": None, "artifact": None,
+        }
+        made = state.by_target.get((target.runtime, target.precision))
+        if made is None or baseline is None:
+            why = _why_not_built(target, state) if made is None else "no baseline metric (the fine-tune stage did not finish)"
+            results = [gates.not_built(why)]
+        else:
+            artifact, evaluation, stage = made
+            shape = f"{target.latency_batch}x{target.latency_sequence}"
+            latency = evaluation["latency"].get(shape)
+            size_mb = evaluation["size_bytes"] / 1e6
+            results = gates.judge_target(
+                metric_name=metric_name, baseline=baseline, metric=evaluation[metric_name],
+                max_accuracy_drop=target.max_accuracy_drop,
+                latency_ms=latency["median_ms"] if latency else None,
+                max_latency_ms=target.max_latency_ms, size_mb=size_mb,
+                max_size_mb=target.max_size_mb,
+            )
+            entry.update({
+                "metric": evaluation[metric_name], "accuracy": evaluation["accuracy"],
+                "macro_f1": evaluation["macro_f1"],
+                "drop": gates.accuracy_drop_points(baseline, evaluation[metric_name]),
+                "latency": latency, "size_mb": round(size_mb, 3), "stage": stage,
+                "source_artifact": artifact,
+            })
+        entry["gates"] = [r.to_dict() for r in results]
+        entry["verdict"] = gates.target_verdict(results)
+        out.append(entry)
+    return out
+
+
+def _why_not_built(target, state: RunState) -> str:
+    bad = [s for s in state.stages if s["status"] != "ok"]
+    if bad:
+        s = bad[0]
+        return f"stage '{s['name']}' {s['status']}: {s.get('reason', '')}"
+    return f"no stage produced a {target.runtime}/{target.precision} artifact"

@@ -1,0 +1,62 @@
+"""Stages, in pipeline order. The runner reads this table and knows no stage by name.
+
+A stage is a module with `run(ctx: StageContext) -> StageResult`. It reads its own table of the
+recipe (`ctx.spec`), the latest artifact of each kind made so far, and writes what it makes under
+`ctx.out_dir`. A stage whose own check fails raises `StageFailed`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compress.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model a runtime can load: a folder with weights, config and tokenizer."""
+
+    kind: str  # "checkpoint" (torch, safetensors) | "onnx"
+    runtime: str
+    precision: str
+    path: Path
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class NewArtifact:
+    """What a stage reports it made: `folder` is relative to the stage's out_dir."""
+
+    kind: str
+    runtime: str
+    precision: str
+    folder: str
+
+
+@dataclass
+class StageContext:
+    recipe: Recipe
+    spec: Any  # the stage's own validated table of the recipe
+    splits: dict  # name -> compress.data.Split
+    inputs: dict[str, Artifact]  # kind -> latest artifact
+    out_dir: Path
+    progress: Any  # compress.progress.Reporter
+
+
+@dataclass
+class StageResult:
+    artifacts: list[NewArtifact]
+    metrics: dict = field(default_factory=dict)
+
+
+# Pipeline order. Each name is also the recipe table that switches the stage on and the module
+# compress.stages.<name> that runs it: one list, nothing to keep in step elsewhere.
+STAGES = ("finetune", "export")
+
+
+def stage_function(name: str) -> Callable[[StageContext], StageResult]:
+    return importlib.import_module(f"compress.stages.{name}").run
