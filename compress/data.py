@@ -154,7 +154,8 @@ def check_data_files(spec: DataSpec) -> list[tuple[str, str]]:
         try:
             splits[key] = read_split(spec, getattr(spec, key))
         except DataError as exc:
-            problems.append((exc.key or key, str(exc)))
+            if exc.key is None or exc.key not in dict(problems):  # a bad column: say it once
+                problems.append((exc.key or key, str(exc)))
     if "train" in splits and not problems:
         n = num_labels(spec, splits["train"])
         if len(set(splits["train"].labels)) < 2:

@@ -14,6 +14,7 @@ from compress.recipe import ModelSpec
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # e.g. "newly initialized head": expected here
 
 
 def packaged_model_dir(name: str) -> Path:

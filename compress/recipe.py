@@ -21,10 +21,12 @@ PACKAGED_MODELS = ("all-MiniLM-L6-v2",)
 Runtime = Literal["torch", "onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
 PositiveFloat = Annotated[float, Field(gt=0)]
+# Strict models refuse "32" for an int; paths are the one place a string must become something else
+PathField = Annotated[Path, Field(strict=False)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class TinyBert(_Strict):
@@ -45,7 +47,7 @@ class TinyBert(_Strict):
 
 class ModelSpec(_Strict):
     packaged: Literal[PACKAGED_MODELS] | None = None  # type: ignore[valid-type]
-    path: Path | None = None
+    path: PathField | None = None
     tiny: TinyBert | None = None
 
     @model_validator(mode="after")
@@ -59,9 +61,9 @@ class ModelSpec(_Strict):
 
 
 class DataSpec(_Strict):
-    train: Path
-    dev: Path
-    test: Path
+    train: PathField
+    dev: PathField
+    test: PathField
     format: Literal["tsv", "csv", "jsonl"] | None = None
     header: bool = True
     text_column: str | int = "sentence"
@@ -115,7 +117,7 @@ class Target(_Strict):
 
 
 class OutputSpec(_Strict):
-    dir: Path = Path("artifacts")
+    dir: PathField = Path("artifacts")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

@@ -211,6 +211,7 @@ def _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, repo
         "evaluation": recipe.evaluation.model_dump(mode="json"), "shapes": shapes, "env": env,
     })
     hit = cache.lookup(cache_root, "evaluate", key)
+    cached = hit is not None
     if hit is None:
         def work(_tmp: Path) -> dict:
             return evaluate_artifact(
@@ -225,7 +226,7 @@ def _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, repo
     reporter.info(
         f"  {artifact.runtime}/{artifact.precision}: {metric} {record[metric]:.4f}, "
         f"1x128 {record['latency']['1x128']['median_ms']:.1f} ms, "
-        f"{record['size_bytes'] / 1e6:.1f} MB" + ("  (cached)" if hit else "")
+        f"{record['size_bytes'] / 1e6:.1f} MB" + ("  (cached)" if cached else "")
     )
     return record
 

@@ -1,0 +1,47 @@
+"""Shared fixtures: recipes written into a temporary folder, and the CLI run as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "recipes" / "smoke.toml"
+DATA = REPO / "recipes" / "data" / "sst2"
+
+
+def smoke_text(**replace: str) -> str:
+    """The smoke recipe with absolute data paths and `old=new` textual substitutions applied."""
+    text = SMOKE.read_text().replace('"data/sst2/', f'"{DATA.as_posix()}/')
+    for old, new in replace.items():
+        assert old in text, f"{old!r} not in smoke recipe"
+        text = text.replace(old, new)
+    return text
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    def write(text: str, name: str = "recipe.toml") -> Path:
+        path = tmp_path / name
+        path.write_text(text)
+        return path
+
+    return write
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    """`python -m compress ARGS` in a child process: real exit codes, real stderr."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "compress", *args], cwd=cwd or REPO, env=env,
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def load_manifest(bundle: Path) -> dict:
+    return json.loads((bundle / "manifest.json").read_text())

@@ -1,0 +1,123 @@
+"""The CLI as a user (and CI) runs it: real subprocesses, real exit codes, one shared cache."""
+
+import hashlib
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.conftest import load_manifest, run_cli, smoke_text
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="module")
+def recipes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipes")
+
+    def write(name: str, **replace: str):
+        path = folder / f"{name}.toml"
+        path.write_text(smoke_text(**replace))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="module")
+def first_run(out, recipes):
+    recipe = recipes("smoke")
+    result = run_cli("run", str(recipe), "--out", str(out))
+    return recipe, result
+
+
+def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
+    _, result = first_run
+    assert result.returncode == 0, result.stderr
+    bundle = out / "smoke" / "latest"
+    manifest = load_manifest(bundle)
+    assert manifest["verdict"] == "pass"
+    assert {t["name"]: t["verdict"] for t in manifest["targets"]} == {
+        "torch-fp32": "pass", "x86-onnxruntime-fp32": "pass"
+    }
+    listed = {f["path"] for f in manifest["files"]}
+    on_disk = {p.relative_to(bundle.resolve()).as_posix() for p in bundle.resolve().rglob("*") if p.is_file()}
+    assert listed == on_disk - {"manifest.json"}
+    for f in manifest["files"]:
+        data = (bundle / f["path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == f["sha256"] and len(data) == f["bytes"]
+    assert (bundle / "targets/x86-onnxruntime-fp32/model.onnx").is_file()
+    assert (bundle / "targets/torch-fp32/model.safetensors").is_file()
+    for key in ("python", "torch", "transformers", "onnx", "onnxruntime", "cpu"):
+        assert key in manifest["environment"]
+    assert manifest["stages"][1]["metrics"]["parity"]["max_abs_logit_diff"] < 1e-3
+
+
+def test_second_run_reuses_every_stage(first_run, out):
+    recipe, _ = first_run
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("reused from cache") == 2
+    manifest = load_manifest(out / "smoke" / "latest")
+    assert all(s["cached"] for s in manifest["stages"])
+
+
+def test_unreachable_budget_exits_1_with_junit_failure(first_run, out, recipes):
+    recipe = recipes("unreachable", **{"max_accuracy_drop = 0.0": "max_accuracy_drop = -1.0"})
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    bundle = out / "unreachable" / "latest"
+    assert load_manifest(bundle)["verdict"] == "fail"
+    failures = ET.parse(bundle / "junit.xml").getroot().iter("failure")
+    assert any("exceeds budget -1.00 pt" in f.get("message") for f in failures)
+    assert "FAIL" in (bundle / "report.md").read_text().splitlines()[0]
+
+
+def test_parity_breach_fails_the_stage_and_still_writes_a_bundle(first_run, out, recipes):
+    recipe = recipes("parity", **{"opset = 18": "opset = 18\nmax_abs_logit_diff = 1e-12"})
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    manifest = load_manifest(out / "parity" / "latest")
+    export = manifest["stages"][1]
+    assert export["status"] == "failed" and "max |Δlogit|" in export["reason"]
+    onnx_target = manifest["targets"][1]
+    assert onnx_target["verdict"] == "fail" and "not built" in onnx_target["gates"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    "replace,needle",
+    [
+        ({"max_length = 64": "max_length = 64\nshuffle = true"}, "data.shuffle (line"),
+        ({"batch_size = 32": 'batch_size = "32"'}, "finetune.batch_size"),
+        ({"train.tsv": "missing.tsv"}, "data.train"),
+        ({'label_column = "label"': 'label_column = "y"'}, "data.label_column"),
+    ],
+    ids=["unknown key", "wrong type", "missing data file", "missing label column"],
+)
+def test_malformed_recipe_exits_2_without_traceback(recipes, out, replace, needle):
+    recipe = recipes("bad", **replace)
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and needle in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (out / "bad").exists()
+
+
+def test_validate_command(recipes):
+    ok = run_cli("validate", str(recipes("smoke")))
+    assert ok.returncode == 0 and "stages finetune, export" in ok.stdout
+    bad = run_cli("validate", str(recipes("bad", **{"opset = 18": "opset = 5"})))
+    assert bad.returncode == 2 and "export.opset" in bad.stderr
+
+
+def test_only_needs_cached_upstream(first_run, out, recipes, tmp_path):
+    recipe, _ = first_run
+    again = run_cli("run", str(recipe), "--out", str(out), "--only", "export")
+    assert again.returncode == 0, again.stderr
+    stages = {s["name"]: s for s in load_manifest(out / "smoke" / "latest")["stages"]}
+    assert stages["finetune"]["cached"] and not stages["export"]["cached"]
+    cold = run_cli("run", str(recipe), "--out", str(tmp_path), "--only", "export")
+    assert cold.returncode == 2 and "no cached output" in cold.stderr
+    unknown = run_cli("run", str(recipe), "--out", str(out), "--only", "prune")
+    assert unknown.returncode == 2 and "not a stage of this recipe" in unknown.stderr

@@ -1,0 +1,97 @@
+import pytest
+
+from compress.errors import CompressError
+from compress.recipe import load_recipe
+from tests.conftest import smoke_text
+
+
+def problems(write_recipe, text: str) -> str:
+    with pytest.raises(CompressError) as info:
+        load_recipe(write_recipe(text))
+    return str(info.value)
+
+
+def test_smoke_recipe_is_valid(write_recipe):
+    loaded = load_recipe(write_recipe(smoke_text()))
+    assert loaded.name == "recipe"
+    assert loaded.recipe.data.train.is_absolute()
+    assert len(loaded.sha256()) == 64
+
+
+def test_unknown_key_names_key_and_line(write_recipe):
+    text = smoke_text(**{"max_length = 64": "max_length = 64\nlabel_colum = 'x'"})
+    msg = problems(write_recipe, text)
+    line = text.splitlines().index("label_colum = 'x'") + 1
+    assert "data.label_colum" in msg and f"line {line}" in msg and "unknown key" in msg
+
+
+def test_wrong_type_names_key_and_value(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{"batch_size = 32": 'batch_size = "big"'}))
+    assert "finetune.batch_size" in msg and '"big"' in msg
+
+
+def test_bad_enum_lists_valid_values(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{'runtime = "torch"': 'runtime = "tflite"'}))
+    assert "targets[0].runtime" in msg and "'onnxruntime'" in msg
+
+
+def test_all_problems_reported_at_once(write_recipe):
+    text = smoke_text(**{"batch_size = 32": "batch_size = -1", "opset = 18": "opset = 9"})
+    msg = problems(write_recipe, text)
+    assert "finetune.batch_size" in msg and "export.opset" in msg
+
+
+def test_missing_data_file(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{"test.tsv": "nope.tsv"}))
+    assert "data.test" in msg and "nope.tsv" in msg and "not found" in msg
+
+
+def test_missing_label_column(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{'label_column = "label"': 'label_column = "sentiment"'}))
+    assert "data.label_column" in msg and "'sentiment' is not a column" in msg and "sentence, label" in msg
+
+
+def test_label_not_in_label_names(write_recipe):
+    text = smoke_text(**{"max_length = 64": 'max_length = 64\nlabel_names = ["neg", "pos"]'})
+    msg = problems(write_recipe, text)
+    assert "data.label_names" in msg and "label '1' is not in label_names" in msg
+
+
+def test_model_needs_exactly_one_source(write_recipe):
+    text = smoke_text(**{"[model]\n": '[model]\npackaged = "all-MiniLM-L6-v2"\n'})
+    assert "exactly one of packaged, path, tiny" in problems(write_recipe, text)
+
+
+def test_duplicate_target_names(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{'"x86-onnxruntime-fp32"': '"torch-fp32"'}))
+    assert "duplicate target names: torch-fp32" in msg
+
+
+def test_target_that_no_stage_produces(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{'precision = "fp32"\nmax_accuracy_drop = 1.0':
+                                               'precision = "int8"\nmax_accuracy_drop = 1.0'}))
+    assert "targets[1].runtime" in msg and "onnxruntime/int8" in msg
+
+
+def test_onnx_target_needs_export_table(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{"[export]\nopset = 18\n": ""}))
+    assert "add an [export] table" in msg
+
+
+def test_not_toml(write_recipe):
+    assert "not valid TOML" in problems(write_recipe, "[model\n")
+
+
+def test_missing_recipe_file(tmp_path):
+    with pytest.raises(CompressError, match="recipe file not found"):
+        load_recipe(tmp_path / "absent.toml")
+
+
+def test_local_model_without_safetensors(write_recipe, tmp_path):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "pytorch_model.bin").write_bytes(b"pickle")
+    text = smoke_text(**{"tiny = {": f'path = "{folder}"\n# tiny = {{'})
+    msg = problems(write_recipe, text)
+    assert "model.path" in msg and "no *.safetensors" in msg
