@@ -102,11 +102,16 @@ def render_report(m: dict) -> str:
         f"# {icon} — `{m['recipe_name']}` run {m['run_id']}",
         "",
         f"{len(m['targets']) - len(failed)}/{len(m['targets'])} targets pass"
-        + (f"; failing: {', '.join(t['name'] + ('' if t['required'] else ' (optional)') for t in failed)}" if failed else "")
+        + (
+            f"; failing: {', '.join(t['name'] + ('' if t['required'] else ' (optional)') for t in failed)}"
+            if failed
+            else ""
+        )
         + f". Baseline: {_fmt(m['targets'][0]['baseline'])} {m['targets'][0]['metric_name']}"
         + f" from {m['targets'][0]['baseline_from']}.",
         "",
-        "| target | runtime | precision | metric | drop (pt) / budget | latency ms (shape) / budget | size MB / budget | verdict |",
+        "| target | runtime | precision | metric | drop (pt) / budget "
+        "| latency ms (shape) / budget | size MB / budget | verdict |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for t in m["targets"]:
@@ -161,7 +166,10 @@ def render_junit(m: dict) -> str:
         if message is None:
             out.append(head + "/>")
         else:
-            out += [head + ">", f"      <failure message={quoteattr(message)}>{escape(message)}</failure>",
-                    "    </testcase>"]
+            out += [
+                head + ">",
+                f"      <failure message={quoteattr(message)}>{escape(message)}</failure>",
+                "    </testcase>",
+            ]
     out += ["  </testsuite>", "</testsuites>", ""]
     return "\n".join(out)

@@ -35,8 +35,10 @@ def validate(recipe: Path) -> None:
     except CompressError as exc:
         _fail_input(exc)
     stages = [s for s in _stage_names() if getattr(loaded.recipe, s) is not None]
-    click.echo(f"ok: {recipe}: recipe '{loaded.name}', stages {', '.join(stages) or 'none'}, "
-               f"{len(loaded.recipe.targets)} targets")
+    click.echo(
+        f"ok: {recipe}: recipe '{loaded.name}', stages {', '.join(stages) or 'none'}, "
+        f"{len(loaded.recipe.targets)} targets"
+    )
 
 
 def _stage_names() -> tuple[str, ...]:
@@ -47,12 +49,16 @@ def _stage_names() -> tuple[str, ...]:
 
 @main.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), help="Output root instead of [output] dir (default artifacts/).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Output root instead of [output] dir (default artifacts/)."
+)
 @click.option("--no-cache", is_flag=True, help="Re-run every stage even when a cached output matches.")
 @click.option("--only", metavar="STAGE", help="Run only this stage; earlier ones must be cached.")
 @click.option("--from", "start", metavar="STAGE", help="Run this stage and every later one.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars; just the verdict.")
-def run(recipe: Path, out: Path | None, no_cache: bool, only: str | None, start: str | None, quiet: bool) -> None:
+def run(
+    recipe: Path, out: Path | None, no_cache: bool, only: str | None, start: str | None, quiet: bool
+) -> None:
     """Run RECIPE end to end and write a bundle; exit 1 if a required target fails."""
     if only and start:
         _fail_input(CompressError("give --only or --from, not both"))
@@ -63,13 +69,19 @@ def run(recipe: Path, out: Path | None, no_cache: bool, only: str | None, start:
     try:
         loaded = load_recipe(recipe)
         bundle, verdict = runner.run(
-            loaded, out_root=out, use_cache=not no_cache, only=only, start=start,
+            loaded,
+            out_root=out,
+            use_cache=not no_cache,
+            only=only,
+            start=start,
             reporter=Reporter(quiet=quiet),
         )
     except CompressError as exc:
         _fail_input(exc)
     except KeyboardInterrupt:
-        click.echo("error: interrupted; completed stages are cached, re-run the same command to resume", err=True)
+        click.echo(
+            "error: interrupted; completed stages are cached, re-run the same command to resume", err=True
+        )
         sys.exit(130)
     click.echo(f"{'PASS' if verdict == 'pass' else 'FAIL'}: {bundle / 'report.md'}")
     sys.exit(EXIT_PASS if verdict == "pass" else EXIT_FAIL)

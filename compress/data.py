@@ -61,9 +61,7 @@ def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
                 raise DataError(f"{path}: line {n}: expected a JSON object")
             for col in (spec.text_column, spec.label_column):
                 if str(col) not in obj:
-                    raise DataError(
-                        f"{path}: line {n}: no key '{col}' (keys: {', '.join(map(str, obj))})"
-                    )
+                    raise DataError(f"{path}: line {n}: no key '{col}' (keys: {', '.join(map(str, obj))})")
             rows.append((n, str(obj[str(spec.text_column)]), str(obj[str(spec.label_column)])))
         return rows
     delimiter = "\t" if fmt == "tsv" else ","
@@ -84,9 +82,7 @@ def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
         if not row:
             continue
         if max(text_idx, label_idx) >= len(row):
-            raise DataError(
-                f"{path}: line {n}: {len(row)} columns, need column {max(text_idx, label_idx)}"
-            )
+            raise DataError(f"{path}: line {n}: {len(row)} columns, need column {max(text_idx, label_idx)}")
         rows.append((n, row[text_idx], row[label_idx].strip()))
     return rows
 
@@ -94,14 +90,10 @@ def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
 def _column_index(path: Path, header: list[str], column: str | int, key: str) -> int:
     if isinstance(column, int):
         if column >= len(header):
-            raise DataError(
-                f"{path}: {key} = {column} but the file has {len(header)} columns", key
-            )
+            raise DataError(f"{path}: {key} = {column} but the file has {len(header)} columns", key)
         return column
     if column not in header:
-        raise DataError(
-            f"{path}: {key} '{column}' is not a column (columns: {', '.join(header)})", key
-        )
+        raise DataError(f"{path}: {key} '{column}' is not a column (columns: {', '.join(header)})", key)
     return header.index(column)
 
 
@@ -109,8 +101,7 @@ def _to_label(spec: DataSpec, path: Path, line: int, raw: str) -> int:
     if spec.label_names is not None:
         if raw not in spec.label_names:
             raise DataError(
-                f"{path}: line {line}: label '{raw}' is not in label_names "
-                f"({', '.join(spec.label_names)})",
+                f"{path}: line {line}: label '{raw}' is not in label_names ({', '.join(spec.label_names)})",
                 "label_names",
             )
         return spec.label_names.index(raw)

@@ -93,7 +93,11 @@ def evaluate_artifact(
         latency = {}
         for batch, sequence in shapes:
             latency[f"{batch}x{sequence}"] = measure_latency(
-                predict, batch, sequence, tokenizer.vocab_size, spec.latency_warmup,
+                predict,
+                batch,
+                sequence,
+                tokenizer.vocab_size,
+                spec.latency_warmup,
                 spec.latency_repeats,
             )
             advance()

@@ -48,7 +48,9 @@ def upper_bound_gate(gate: str, value: float, limit: float, unit: str) -> GateRe
     passed = round(value, _DECIMALS) <= round(limit, _DECIMALS)
     how = "within" if passed else "exceeds"
     over = "" if passed else f" (over by {value - limit:.2f} {unit}, {value / limit:.2f}x)"
-    return GateResult(gate, passed, value, limit, f"{gate} {value:.2f} {unit} {how} budget {limit:.2f} {unit}{over}")
+    return GateResult(
+        gate, passed, value, limit, f"{gate} {value:.2f} {unit} {how} budget {limit:.2f} {unit}{over}"
+    )
 
 
 def not_built(reason: str) -> GateResult:

@@ -54,9 +54,7 @@ class ModelSpec(_Strict):
     def _exactly_one(self) -> ModelSpec:
         given = [k for k in ("packaged", "path", "tiny") if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of packaged, path, tiny (got {', '.join(given) or 'none'})"
-            )
+            raise ValueError(f"give exactly one of packaged, path, tiny (got {', '.join(given) or 'none'})")
         return self
 
 
@@ -173,9 +171,7 @@ def load_recipe(path: Path | str) -> LoadedRecipe:
     if not problems:
         from compress.data import check_data_files  # heavy-ish: only once the schema is sound
 
-        problems = [
-            f"{_where(('data', key), text)}: {msg}" for key, msg in check_data_files(recipe.data)
-        ]
+        problems = [f"{_where(('data', key), text)}: {msg}" for key, msg in check_data_files(recipe.data)]
     if problems:
         raise CompressError(f"{path}: " + "; ".join(problems))
     name = recipe.output.name or path.stem
@@ -236,9 +232,7 @@ def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
                 + ")"
             )
         elif stage == "export" and recipe.export is None:
-            problems.append(
-                f"{where}: target '{target.name}' needs an ONNX model: add an [export] table"
-            )
+            problems.append(f"{where}: target '{target.name}' needs an ONNX model: add an [export] table")
     return problems
 
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from compress import bundle, cache, gates
 from compress.data import load_splits, num_labels
+from compress.environment import cpu_info
 from compress.errors import CompressError, StageFailed
 from compress.evaluate import evaluate_artifact
 from compress.hashing import file_sha256, tree_sha256
@@ -20,7 +22,6 @@ from compress.progress import Reporter
 from compress.recipe import LoadedRecipe
 from compress.runtimes import versions
 from compress.stages import STAGES, Artifact, StageContext, stage_function
-from compress.environment import cpu_info
 
 
 @dataclass
@@ -37,9 +38,7 @@ def select_stages(enabled: list[str], only: str | None, start: str | None) -> se
     """The stages to (re)run: all, one (`--only`), or one and everything after it (`--from`)."""
     for flag, name in (("--only", only), ("--from", start)):
         if name is not None and name not in enabled:
-            raise CompressError(
-                f"{flag} {name}: not a stage of this recipe (stages: {', '.join(enabled)})"
-            )
+            raise CompressError(f"{flag} {name}: not a stage of this recipe (stages: {', '.join(enabled)})")
     if only:
         return {only}
     if start:
@@ -71,8 +70,10 @@ def run(
         "files": {k: file_sha256(getattr(recipe.data, k)) for k in ("train", "dev", "test")},
     }
     state = RunState()
-    reporter.info(f"[bold]compress[/] {loaded.name}: {len(splits['train'].texts)} train / "
-                  f"{len(splits['dev'].texts)} dev / {len(splits['test'].texts)} test rows")
+    reporter.info(
+        f"[bold]compress[/] {loaded.name}: {len(splits['train'].texts)} train / "
+        f"{len(splits['dev'].texts)} dev / {len(splits['test'].texts)} test rows"
+    )
 
     source = _source_checkpoint(loaded, n_labels, env, cache_root, reporter)
     state.artifacts["checkpoint"] = source
@@ -86,13 +87,15 @@ def run(
             state.stages.append({"name": name, "status": "not run", "reason": "an earlier stage failed"})
             continue
         spec = getattr(recipe, name)
-        key = cache.json_key({
-            "stage": name,
-            "spec": spec.model_dump(mode="json"),
-            "data": data_id,
-            "inputs": {k: a.sha256 for k, a in sorted(state.artifacts.items())},
-            "versions": env["versions"],
-        })
+        key = cache.json_key(
+            {
+                "stage": name,
+                "spec": spec.model_dump(mode="json"),
+                "data": data_id,
+                "inputs": {k: a.sha256 for k, a in sorted(state.artifacts.items())},
+                "versions": env["versions"],
+            }
+        )
         hit = None if name in forced else cache.lookup(cache_root, name, key)
         if hit is None and name not in selected:
             if any(later in selected for later in enabled[i + 1 :]):
@@ -110,14 +113,23 @@ def run(
             reporter.info(f"[bold]▶[/] {name}")
             try:
                 folder, record = cache.build(
-                    cache_root, name, key, lambda tmp: _run_stage(name, spec, loaded, splits, state, tmp, reporter)
+                    cache_root,
+                    name,
+                    key,
+                    partial(_run_stage, name, spec, loaded, splits, state, reporter=reporter),
                 )
             except StageFailed as exc:
                 reporter.info(f"[red]✗ {name} failed:[/] {exc}")
-                state.stages.append({
-                    "name": name, "status": "failed", "reason": str(exc), "cached": False,
-                    "seconds": round(time.perf_counter() - t0, 2), "metrics": exc.metrics,
-                })
+                state.stages.append(
+                    {
+                        "name": name,
+                        "status": "failed",
+                        "reason": str(exc),
+                        "cached": False,
+                        "seconds": round(time.perf_counter() - t0, 2),
+                        "metrics": exc.metrics,
+                    }
+                )
                 failed = True
                 continue
         new = [
@@ -125,10 +137,14 @@ def run(
             for a in record["artifacts"]
         ]
         stage_entry = {
-            "name": name, "status": "ok", "cached": hit is not None,
+            "name": name,
+            "status": "ok",
+            "cached": hit is not None,
             "seconds": round(time.perf_counter() - t0, 2),
             "run_seconds": record.get("seconds"),
-            "metrics": record["metrics"], "artifacts": [], "evaluations": [],
+            "metrics": record["metrics"],
+            "artifacts": [],
+            "evaluations": [],
         }
         for artifact in new:
             state.artifacts[artifact.kind] = artifact
@@ -138,8 +154,7 @@ def run(
             if state.baseline is None and (artifact.runtime, artifact.precision) == ("torch", "fp32"):
                 state.baseline = {"stage": name, "artifact": artifact, "evaluation": evaluation}
         stage_entry["artifacts"] = [
-            {"kind": a.kind, "runtime": a.runtime, "precision": a.precision, "sha256": a.sha256}
-            for a in new
+            {"kind": a.kind, "runtime": a.runtime, "precision": a.precision, "sha256": a.sha256} for a in new
         ]
         state.stages.append(stage_entry)
 
@@ -162,7 +177,7 @@ def run(
     return bundle_dir, verdict
 
 
-def _run_stage(name, spec, loaded, splits, state, tmp: Path, reporter) -> dict:
+def _run_stage(name, spec, loaded, splits, state, tmp: Path, *, reporter) -> dict:
     t0 = time.perf_counter()
     ctx = StageContext(loaded.recipe, spec, splits, dict(state.artifacts), tmp, reporter)
     result = stage_function(name)(ctx)
@@ -171,8 +186,13 @@ def _run_stage(name, spec, loaded, splits, state, tmp: Path, reporter) -> dict:
         "seconds": round(time.perf_counter() - t0, 2),
         "metrics": result.metrics,
         "artifacts": [
-            {"kind": a.kind, "runtime": a.runtime, "precision": a.precision, "folder": a.folder,
-             "sha256": tree_sha256(tmp / a.folder)}
+            {
+                "kind": a.kind,
+                "runtime": a.runtime,
+                "precision": a.precision,
+                "folder": a.folder,
+                "sha256": tree_sha256(tmp / a.folder),
+            }
             for a in result.artifacts
         ],
     }
@@ -206,17 +226,29 @@ def _latency_shapes(loaded) -> list[tuple[int, int]]:
 def _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, reporter) -> dict:
     recipe = loaded.recipe
     shapes = _latency_shapes(loaded)
-    key = cache.json_key({
-        "artifact": artifact.sha256, "runtime": artifact.runtime, "data": data_id,
-        "evaluation": recipe.evaluation.model_dump(mode="json"), "shapes": shapes, "env": env,
-    })
+    key = cache.json_key(
+        {
+            "artifact": artifact.sha256,
+            "runtime": artifact.runtime,
+            "data": data_id,
+            "evaluation": recipe.evaluation.model_dump(mode="json"),
+            "shapes": shapes,
+            "env": env,
+        }
+    )
     hit = cache.lookup(cache_root, "evaluate", key)
     cached = hit is not None
     if hit is None:
+
         def work(_tmp: Path) -> dict:
             return evaluate_artifact(
-                artifact, splits["test"], num_labels=n_labels, max_length=recipe.data.max_length,
-                spec=recipe.evaluation, shapes=shapes, progress=reporter,
+                artifact,
+                splits["test"],
+                num_labels=n_labels,
+                max_length=recipe.data.max_length,
+                spec=recipe.evaluation,
+                shapes=shapes,
+                progress=reporter,
             )
 
         hit = cache.build(cache_root, "evaluate", key, work)
@@ -244,8 +276,12 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
     out = []
     for target in recipe.targets:
         entry = {
-            "name": target.name, "runtime": target.runtime, "precision": target.precision,
-            "required": target.required, "metric_name": metric_name, "baseline": baseline,
+            "name": target.name,
+            "runtime": target.runtime,
+            "precision": target.precision,
+            "required": target.required,
+            "metric_name": metric_name,
+            "baseline": baseline,
             "baseline_from": baseline_from,
             "budgets": {
                 "max_accuracy_drop": target.max_accuracy_drop,
@@ -253,11 +289,19 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
                 "max_size_mb": target.max_size_mb,
                 "latency_shape": f"{target.latency_batch}x{target.latency_sequence}",
             },
-            "metric": None, "drop": None, "latency": None, "size_mb": None, "artifact": None,
+            "metric": None,
+            "drop": None,
+            "latency": None,
+            "size_mb": None,
+            "artifact": None,
         }
         made = state.by_target.get((target.runtime, target.precision))
         if made is None or baseline is None:
-            why = _why_not_built(target, state) if made is None else "no baseline metric (the fine-tune stage did not finish)"
+            why = (
+                _why_not_built(target, state)
+                if made is None
+                else "no baseline metric (the fine-tune stage did not finish)"
+            )
             results = [gates.not_built(why)]
         else:
             artifact, evaluation, stage = made
@@ -265,19 +309,27 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
             latency = evaluation["latency"].get(shape)
             size_mb = evaluation["size_bytes"] / 1e6
             results = gates.judge_target(
-                metric_name=metric_name, baseline=baseline, metric=evaluation[metric_name],
+                metric_name=metric_name,
+                baseline=baseline,
+                metric=evaluation[metric_name],
                 max_accuracy_drop=target.max_accuracy_drop,
                 latency_ms=latency["median_ms"] if latency else None,
-                max_latency_ms=target.max_latency_ms, size_mb=size_mb,
+                max_latency_ms=target.max_latency_ms,
+                size_mb=size_mb,
                 max_size_mb=target.max_size_mb,
             )
-            entry.update({
-                "metric": evaluation[metric_name], "accuracy": evaluation["accuracy"],
-                "macro_f1": evaluation["macro_f1"],
-                "drop": gates.accuracy_drop_points(baseline, evaluation[metric_name]),
-                "latency": latency, "size_mb": round(size_mb, 3), "stage": stage,
-                "source_artifact": artifact,
-            })
+            entry.update(
+                {
+                    "metric": evaluation[metric_name],
+                    "accuracy": evaluation["accuracy"],
+                    "macro_f1": evaluation["macro_f1"],
+                    "drop": gates.accuracy_drop_points(baseline, evaluation[metric_name]),
+                    "latency": latency,
+                    "size_mb": round(size_mb, 3),
+                    "stage": stage,
+                    "source_artifact": artifact,
+                }
+            )
         entry["gates"] = [r.to_dict() for r in results]
         entry["verdict"] = gates.target_verdict(results)
         out.append(entry)

@@ -38,8 +38,12 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
     """`python -m compress ARGS` in a child process: real exit codes, real stderr."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "compress", *args], cwd=cwd or REPO, env=env,
-        capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "compress", *args],
+        cwd=cwd or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 

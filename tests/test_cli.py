@@ -39,7 +39,8 @@ def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
     manifest = load_manifest(bundle)
     assert manifest["verdict"] == "pass"
     assert {t["name"]: t["verdict"] for t in manifest["targets"]} == {
-        "torch-fp32": "pass", "x86-onnxruntime-fp32": "pass"
+        "torch-fp32": "pass",
+        "x86-onnxruntime-fp32": "pass",
     }
     listed = {f["path"] for f in manifest["files"]}
     on_disk = {p.relative_to(bundle.resolve()).as_posix() for p in bundle.resolve().rglob("*") if p.is_file()}

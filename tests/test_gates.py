@@ -36,28 +36,31 @@ def test_accuracy_gate(case):
     assert ("over by" in result.message) is (not case.passed)
 
 
-@pytest.mark.parametrize(
-    "value,limit,passed", [(10.0, 10.0, True), (9.99, 10.0, True), (10.01, 10.0, False)]
-)
+@pytest.mark.parametrize("value,limit,passed", [(10.0, 10.0, True), (9.99, 10.0, True), (10.01, 10.0, False)])
 def test_upper_bound_gate(value, limit, passed):
     assert gates.upper_bound_gate("latency", value, limit, "ms").passed is passed
 
 
 def test_judge_target_only_budgeted_gates():
-    kwargs = dict(metric_name="accuracy", baseline=0.9, metric=0.9, max_accuracy_drop=0.0,
-                  latency_ms=5.0, size_mb=10.0)
+    kwargs = dict(
+        metric_name="accuracy", baseline=0.9, metric=0.9, max_accuracy_drop=0.0, latency_ms=5.0, size_mb=10.0
+    )
     only_acc = gates.judge_target(**kwargs, max_latency_ms=None, max_size_mb=None)
     assert [r.gate for r in only_acc] == ["accuracy"]
     all_three = gates.judge_target(**kwargs, max_latency_ms=4.0, max_size_mb=20.0)
-    assert [(r.gate, r.passed) for r in all_three] == [
-        ("accuracy", True), ("latency", False), ("size", True)
-    ]
+    assert [(r.gate, r.passed) for r in all_three] == [("accuracy", True), ("latency", False), ("size", True)]
 
 
 def test_missing_latency_measurement_fails_a_latency_budget():
     results = gates.judge_target(
-        metric_name="accuracy", baseline=0.9, metric=0.9, max_accuracy_drop=0.0,
-        latency_ms=None, max_latency_ms=10.0, size_mb=1.0, max_size_mb=None,
+        metric_name="accuracy",
+        baseline=0.9,
+        metric=0.9,
+        max_accuracy_drop=0.0,
+        latency_ms=None,
+        max_latency_ms=10.0,
+        size_mb=1.0,
+        max_size_mb=None,
     )
     assert gates.target_verdict(results) == "fail"
 

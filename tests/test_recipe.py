@@ -68,8 +68,12 @@ def test_duplicate_target_names(write_recipe):
 
 
 def test_target_that_no_stage_produces(write_recipe):
-    msg = problems(write_recipe, smoke_text(**{'precision = "fp32"\nmax_accuracy_drop = 1.0':
-                                               'precision = "int8"\nmax_accuracy_drop = 1.0'}))
+    msg = problems(
+        write_recipe,
+        smoke_text(
+            **{'precision = "fp32"\nmax_accuracy_drop = 1.0': 'precision = "int8"\nmax_accuracy_drop = 1.0'}
+        ),
+    )
     assert "targets[1].runtime" in msg and "onnxruntime/int8" in msg
 
 

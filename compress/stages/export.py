@@ -91,6 +91,4 @@ def run(ctx: StageContext) -> StageResult:
             f"export.min_label_agreement {spec.min_label_agreement}",
             metrics,
         )
-    return StageResult(
-        artifacts=[NewArtifact("onnx", "onnxruntime", "fp32", "onnx")], metrics=metrics
-    )
+    return StageResult(artifacts=[NewArtifact("onnx", "onnxruntime", "fp32", "onnx")], metrics=metrics)

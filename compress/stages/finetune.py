@@ -100,10 +100,11 @@ def run(ctx: StageContext) -> StageResult:
 
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
-        {"params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-         "weight_decay": spec.weight_decay},
-        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-         "weight_decay": 0.0},
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": spec.weight_decay,
+        },
+        {"params": [p for n, p in model.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
     # the fused kernel: on a 2-core CPU the unfused step costs as much as the backward pass
     optimizer = torch.optim.AdamW(groups, lr=spec.learning_rate, fused=True)

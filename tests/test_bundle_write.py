@@ -1,0 +1,58 @@
+import pytest
+
+from compress import bundle
+from compress.recipe import load_recipe
+from compress.stages import Artifact
+from tests.conftest import smoke_text
+
+
+def test_failed_write_leaves_previous_bundle_and_latest(tmp_path, write_recipe):
+    loaded = load_recipe(write_recipe(smoke_text()))
+    env = {
+        "versions": {"torch": "t", "transformers": "t", "onnx": "o", "onnxruntime": "o"},
+        "cpu": {"model": "m", "isa": []},
+    }
+    stages = [{"name": "finetune", "status": "ok", "cached": False, "seconds": 1.0}]
+
+    def target(path):
+        return {
+            "name": "t",
+            "runtime": "torch",
+            "precision": "fp32",
+            "required": True,
+            "metric_name": "accuracy",
+            "baseline": 0.5,
+            "baseline_from": "x",
+            "metric": 0.5,
+            "drop": 0.0,
+            "size_mb": 1.0,
+            "latency": None,
+            "verdict": "pass",
+            "gates": [],
+            "budgets": {
+                "max_accuracy_drop": 0,
+                "max_latency_ms": None,
+                "max_size_mb": None,
+                "latency_shape": "1x128",
+            },
+            "source_artifact": Artifact("checkpoint", "torch", "fp32", path),
+        }
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.safetensors").write_bytes(b"w")
+    common = dict(
+        loaded=loaded,
+        out_root=tmp_path / "out",
+        stages=stages,
+        env=env,
+        data_id={},
+        verdict="pass",
+        seconds=1.0,
+    )
+    good = bundle.write(targets=[target(model)], **common)
+    with pytest.raises(FileNotFoundError):
+        bundle.write(targets=[target(tmp_path / "vanished")], **common)
+    parent = tmp_path / "out" / "recipe"
+    assert sorted(p.name for p in parent.iterdir()) == sorted([good.name, "latest"])
+    assert (parent / "latest").resolve() == good.resolve()

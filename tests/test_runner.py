@@ -1,0 +1,48 @@
+import pytest
+
+from compress.errors import CompressError
+from compress.runner import select_stages
+from tests.conftest import load_manifest, run_cli, smoke_text
+
+STAGES = ["finetune", "export"]
+
+
+@pytest.mark.parametrize(
+    "only,start,expected",
+    [
+        (None, None, {"finetune", "export"}),
+        ("export", None, {"export"}),
+        (None, "finetune", {"finetune", "export"}),
+    ],
+)
+def test_select_stages(only, start, expected):
+    assert select_stages(STAGES, only, start) == expected
+
+
+def test_select_unknown_stage():
+    with pytest.raises(CompressError, match="--from prune: not a stage of this recipe"):
+        select_stages(STAGES, None, "prune")
+
+
+def test_packaged_minilm_small_run(tmp_path):
+    """The default recipe's real model and stages, on a few dozen rows: loads, trains, exports, gates."""
+    tiny = next(line for line in smoke_text().splitlines() if line.startswith("tiny = "))
+    text = smoke_text(
+        **{
+            tiny: 'packaged = "all-MiniLM-L6-v2"',
+            "train_rows = 400": "train_rows = 64",
+            "dev_rows = 100": "dev_rows = 32",
+            "test_rows = 200": "test_rows = 64",
+            "learning_rate = 1e-3": "learning_rate = 1e-4",
+            "max_accuracy_drop = 0.0": "max_accuracy_drop = 100.0",
+            "max_size_mb = 50": "max_size_mb = 200",
+        }
+    )
+    recipe = tmp_path / "minilm.toml"
+    recipe.write_text(text)
+    result = run_cli("run", str(recipe), "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    manifest = load_manifest(tmp_path / "out" / "minilm" / "latest")
+    onnx_target = manifest["targets"][1]
+    assert 80 < onnx_target["size_mb"] < 100  # MiniLM-L6: 22.7M fp32 parameters
+    assert manifest["stages"][1]["metrics"]["parity"]["label_agreement"] == 1.0
