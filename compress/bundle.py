@@ -107,6 +107,7 @@ def render_report(m: dict) -> str:
             if failed
             else ""
         )
+        + "".join(f"; stage {s['name']} failed" for s in m["stages"] if s["status"] == "failed")
         + f". Baseline: {_fmt(m['targets'][0]['baseline'])} {m['targets'][0]['metric_name']}"
         + f" from {m['targets'][0]['baseline_from']}.",
         "",

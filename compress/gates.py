@@ -84,6 +84,8 @@ def target_verdict(results: list[GateResult]) -> str:
     return "pass" if results and all(r.passed for r in results) else "fail"
 
 
-def overall_verdict(targets: list[tuple[bool, str]]) -> str:
-    """(required, verdict) per target -> run verdict: fail iff a required target failed."""
+def overall_verdict(targets: list[tuple[bool, str]], failed_stages: int = 0) -> str:
+    """(required, verdict) per target -> run verdict: fail if a required target or any stage failed."""
+    if failed_stages:
+        return "fail"
     return "fail" if any(required and v != "pass" for required, v in targets) else "pass"

@@ -163,7 +163,10 @@ def run(
         state.baseline = {"stage": "source", "artifact": source, "evaluation": evaluation}
 
     targets = _gate_targets(loaded, state)
-    verdict = gates.overall_verdict([(t["required"], t["verdict"]) for t in targets])
+    verdict = gates.overall_verdict(
+        [(t["required"], t["verdict"]) for t in targets],
+        failed_stages=sum(s["status"] == "failed" for s in state.stages),
+    )
     bundle_dir = bundle.write(
         loaded=loaded,
         out_root=out_root,

@@ -71,3 +71,4 @@ def test_verdicts():
     assert gates.overall_verdict([(True, "pass"), (False, "fail")]) == "pass"
     assert gates.overall_verdict([(True, "pass"), (True, "fail")]) == "fail"
     assert gates.overall_verdict([]) == "pass"
+    assert gates.overall_verdict([(True, "pass")], failed_stages=1) == "fail"
