@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
@@ -27,7 +28,13 @@ class Reporter:
 
     @contextlib.contextmanager
     def bar(self, description: str, total: int) -> Iterator[Callable[..., None]]:
-        """Yield `advance(n=1, **fields)`; `fields` (e.g. loss) are shown beside the bar."""
+        """Yield `advance(n=1, **fields)`; `fields` (e.g. loss) are shown beside the bar.
+
+        Without a terminal (CI logs) a bar cannot redraw, so a plain line is printed every 10%.
+        """
+        if not self.console.is_terminal:
+            yield self._plain_lines(description, total)
+            return
         columns = [
             TextColumn("  {task.description}"),
             BarColumn(),
@@ -45,3 +52,16 @@ class Reporter:
                 progress.update(task, advance=n, **({"status": status} if fields else {}))
 
             yield advance
+
+    def _plain_lines(self, description: str, total: int) -> Callable[..., None]:
+        done, step, started = 0, max(1, total // 10), time.perf_counter()
+
+        def advance(n: int = 1, **fields: object) -> None:
+            nonlocal done
+            before, done = done, done + n
+            if done // step > before // step or done == total:
+                status = "  ".join(f"{k} {v}" for k, v in fields.items())
+                elapsed = time.perf_counter() - started
+                self.console.print(f"  {description} {done}/{total} {elapsed:.0f}s {status}".rstrip())
+
+        return advance
