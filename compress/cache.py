@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from compress import __version__
 from compress.hashing import file_sha256, json_sha256
 
 RECORD = "record.json"
@@ -28,9 +29,15 @@ def _files(folder: Path) -> dict[str, str]:
     }
 
 
+RECORD_FORMAT = 1  # bump when the record layout changes, so old entries are not misread
+
+
 def json_key(description: dict) -> str:
-    """The cache key of a step: a hash of everything that can change its output."""
-    return json_sha256(description)
+    """The cache key of a step: a hash of everything that can change its output.
+
+    compress's own version is part of it: a new release may compute a stage differently.
+    """
+    return json_sha256({**description, "compress": __version__, "record_format": RECORD_FORMAT})
 
 
 def lookup(root: Path, kind: str, key: str) -> tuple[Path, dict] | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from safetensors import SafetensorError
+
 from compress.errors import CompressError
 from compress.recipe import ModelSpec
 
@@ -71,7 +73,7 @@ def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
                 use_safetensors=True,
                 trust_remote_code=False,
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
             raise CompressError(f"model: cannot load checkpoint {src}: {exc}") from None
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -85,7 +87,7 @@ def load_classifier(folder: Path):
         model = AutoModelForSequenceClassification.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=False
         )
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CompressError(f"cannot load checkpoint {folder}: {exc}") from None
     return model.eval()
 

@@ -209,7 +209,23 @@ def _check_files(recipe: Recipe, text: str) -> list[str]:
                 f"{_where(('model', 'path'), text)}: no *.safetensors weights in {p} "
                 "(pickled .bin checkpoints are not loaded: convert them to safetensors)"
             )
+        else:
+            problems += [f"{_where(('model', 'path'), text)}: {bad}" for bad in _unreadable_safetensors(p)]
     return problems
+
+
+def _unreadable_safetensors(folder: Path) -> list[str]:
+    """Weight files whose header cannot be read or whose tensors run past the end of the file."""
+    from safetensors import SafetensorError, safe_open
+
+    bad = []
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(f, framework="numpy") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            bad.append(f"corrupt weights file {f}: {exc}")
+    return bad
 
 
 # Which (runtime, precision) pairs each stage can produce. One table, read by validation and runner.

@@ -154,7 +154,8 @@ def run(
             if state.baseline is None and (artifact.runtime, artifact.precision) == ("torch", "fp32"):
                 state.baseline = {"stage": name, "artifact": artifact, "evaluation": evaluation}
         stage_entry["artifacts"] = [
-            {"kind": a.kind, "runtime": a.runtime, "precision": a.precision, "sha256": a.sha256} for a in new
+            {k: a[k] for k in ("kind", "runtime", "precision", "folder", "sha256", "bytes")}
+            for a in record["artifacts"]
         ]
         state.stages.append(stage_entry)
 
@@ -195,6 +196,7 @@ def _run_stage(name, spec, loaded, splits, state, tmp: Path, *, reporter) -> dic
                 "precision": a.precision,
                 "folder": a.folder,
                 "sha256": tree_sha256(tmp / a.folder),
+                "bytes": sum(f.stat().st_size for f in (tmp / a.folder).rglob("*") if f.is_file()),
             }
             for a in result.artifacts
         ],

@@ -99,3 +99,18 @@ def test_local_model_without_safetensors(write_recipe, tmp_path):
     text = smoke_text(**{"tiny = {": f'path = "{folder}"\n# tiny = {{'})
     msg = problems(write_recipe, text)
     assert "model.path" in msg and "no *.safetensors" in msg
+
+
+def test_corrupt_safetensors_is_named(write_recipe, tmp_path):
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    save_file({"w": np.zeros((64, 64), dtype=np.float32)}, folder / "model.safetensors")
+    data = (folder / "model.safetensors").read_bytes()
+    (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    tiny = next(line for line in smoke_text().splitlines() if line.startswith("tiny = "))
+    msg = problems(write_recipe, smoke_text(**{tiny: f'path = "{folder}"'}))
+    assert "model.path" in msg and "corrupt weights file" in msg and "model.safetensors" in msg
