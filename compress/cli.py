@@ -68,7 +68,7 @@ def run(
 
     try:
         loaded = load_recipe(recipe)
-        bundle, verdict = runner.run(
+        outcome = runner.run(
             loaded,
             out_root=out,
             use_cache=not no_cache,
@@ -83,5 +83,5 @@ def run(
             "error: interrupted; completed stages are cached, re-run the same command to resume", err=True
         )
         sys.exit(130)
-    click.echo(f"{'PASS' if verdict == 'pass' else 'FAIL'}: {bundle / 'report.md'}")
-    sys.exit(EXIT_PASS if verdict == "pass" else EXIT_FAIL)
+    click.echo(f"{'PASS' if outcome.verdict == 'pass' else 'FAIL'}: {outcome.bundle / 'report.md'}")
+    sys.exit(EXIT_PASS if outcome.verdict == "pass" else EXIT_FAIL)

@@ -80,13 +80,32 @@ def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
 
 
 def load_classifier(folder: Path):
-    """A saved checkpoint in eval mode; a corrupt or foreign folder is a CompressError."""
-    from transformers import AutoModelForSequenceClassification
+    """A saved checkpoint in eval mode; a corrupt or foreign folder is a CompressError.
+
+    Checkpoints whose FFN widths differ per layer (non-uniform pruning, recorded as
+    `compress_intermediate_sizes` in config.json) cannot be rebuilt by plain transformers, which
+    would raise a size mismatch; they are built here with those widths and loaded strictly.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(
-            folder, use_safetensors=True, trust_remote_code=False
-        )
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        sizes = getattr(config, "compress_intermediate_sizes", None)
+        if not sizes:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=False
+            )
+        else:
+            from safetensors.torch import load_file
+
+            from compress.pruning import apply_ffn_sizes
+
+            model = AutoModelForSequenceClassification.from_config(config)
+            apply_ffn_sizes(model, sizes)
+            state = {}
+            for f in sorted(Path(folder).glob("*.safetensors")):
+                state.update(load_file(f))
+            model.load_state_dict(state, strict=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CompressError(f"cannot load checkpoint {folder}: {exc}") from None
     return model.eval()

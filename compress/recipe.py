@@ -74,7 +74,9 @@ class DataSpec(_Strict):
     seed: int = 0
 
 
-class FinetuneSpec(_Strict):
+class TrainSettings(_Strict):
+    """How a model is trained: shared by [finetune] and [prune.recovery]."""
+
     epochs: int = Field(1, ge=1, le=100)
     batch_size: int = Field(32, ge=1, le=4096)
     learning_rate: PositiveFloat = 1e-4
@@ -85,6 +87,44 @@ class FinetuneSpec(_Strict):
     bucket_by_length: bool = True
     evals_per_epoch: int = Field(4, ge=1, le=1000)
     seed: int = 42
+
+
+class FinetuneSpec(TrainSettings):
+    pass
+
+
+class RecoverySpec(TrainSettings):
+    """Distillation from the fine-tuned teacher after pruning."""
+
+    train_rows: int | None = Field(None, ge=1)  # a seeded sample of the train split; all when absent
+    temperature: PositiveFloat = 2.0
+    distill_weight: float = Field(0.5, ge=0, le=1)  # weight of the KL term; 1 - this for cross-entropy
+
+
+class PruneSpec(_Strict):
+    heads_fraction: float = Field(0.0, ge=0, lt=1)
+    ffn_fraction: float = Field(0.0, ge=0, lt=1)
+    target_macs_fraction: float | None = Field(None, gt=0, lt=1)
+    min_heads_per_layer: int = Field(1, ge=1)
+    uniform_ffn: bool = True
+    per_layer: bool = False
+    importance: Literal["gradient", "magnitude"] = "gradient"
+    importance_rows: int = Field(512, ge=1)
+    macs_batch: int = Field(1, ge=1)
+    macs_sequence: int = Field(128, ge=1, le=512)
+    max_accuracy_drop: float | None = None
+    recovery: RecoverySpec | None = RecoverySpec()
+
+    @model_validator(mode="after")
+    def _removes_something(self) -> PruneSpec:
+        fractions = self.heads_fraction or self.ffn_fraction
+        if self.target_macs_fraction is not None and fractions:
+            raise ValueError("give target_macs_fraction or heads_fraction/ffn_fraction, not both")
+        if self.target_macs_fraction is None and not fractions:
+            raise ValueError(
+                "this prune config removes nothing: set heads_fraction, ffn_fraction or target_macs_fraction"
+            )
+        return self
 
 
 class ExportSpec(_Strict):
@@ -123,6 +163,7 @@ class Recipe(_Strict):
     model: ModelSpec
     data: DataSpec
     finetune: FinetuneSpec | None = None
+    prune: PruneSpec | None = None
     export: ExportSpec | None = None
     evaluation: EvaluationSpec = EvaluationSpec()
     targets: list[Target] = Field(min_length=1)
@@ -168,6 +209,8 @@ def load_recipe(path: Path | str) -> LoadedRecipe:
         raise CompressError(f"{path}: " + "; ".join(_describe(e, text) for e in exc.errors())) from None
     recipe = _resolve_paths(recipe, path.parent.resolve())
     problems = _check_stages_cover_targets(recipe, text) + _check_files(recipe, text)
+    if not problems and recipe.prune is not None:
+        problems = _check_prune(recipe, text)
     if not problems:
         from compress.data import check_data_files  # heavy-ish: only once the schema is sound
 
@@ -212,6 +255,46 @@ def _check_files(recipe: Recipe, text: str) -> list[str]:
         else:
             problems += [f"{_where(('model', 'path'), text)}: {bad}" for bad in _unreadable_safetensors(p)]
     return problems
+
+
+def _model_shape(spec: ModelSpec) -> tuple[int, int]:
+    """(layers, heads per layer) of the starting model, read from its config without loading it."""
+    if spec.tiny is not None:
+        return spec.tiny.num_hidden_layers, spec.tiny.num_attention_heads
+    from compress.modeling import packaged_model_dir
+
+    folder = spec.path if spec.path is not None else packaged_model_dir(spec.packaged)
+    config = json.loads((folder / "config.json").read_text())
+    return config["num_hidden_layers"], config["num_attention_heads"]
+
+
+def _check_prune(recipe: Recipe, text: str) -> list[str]:
+    """Refuse plans that would empty a layer of heads, before any work is done."""
+    spec = recipe.prune
+    n_layers, n_heads = _model_shape(recipe.model)
+    where = _where(("prune", "heads_fraction"), text)
+    if spec.min_heads_per_layer > n_heads:
+        return [
+            f"{_where(('prune', 'min_heads_per_layer'), text)}: the model has only {n_heads} heads per layer"
+        ]
+    n_remove = round(spec.heads_fraction * n_layers * n_heads)
+    if spec.per_layer:
+        per_layer = -(-n_remove // n_layers)  # the most any one layer gives up
+        if n_heads - per_layer < spec.min_heads_per_layer:
+            return [
+                f"{where}: removing {per_layer} of {n_heads} heads in a layer leaves fewer than "
+                f"min_heads_per_layer = {spec.min_heads_per_layer}"
+            ]
+    elif n_remove > n_layers * (n_heads - spec.min_heads_per_layer):
+        return [
+            f"{where}: removing {n_remove} of {n_layers * n_heads} heads cannot keep "
+            f"min_heads_per_layer = {spec.min_heads_per_layer} in every layer"
+        ]
+    if spec.heads_fraction and n_remove == 0:
+        return [
+            f"{where}: {spec.heads_fraction} of {n_layers * n_heads} heads rounds to none: nothing removed"
+        ]
+    return []
 
 
 def _unreadable_safetensors(folder: Path) -> list[str]:

@@ -29,9 +29,17 @@ class RunState:
     """What the run has made so far; grows stage by stage, then becomes the manifest."""
 
     artifacts: dict[str, Artifact] = field(default_factory=dict)  # kind -> latest
+    by_stage: dict[str, list[Artifact]] = field(default_factory=dict)  # what each stage made
     by_target: dict[tuple[str, str], tuple[Artifact, dict, str]] = field(default_factory=dict)
     stages: list[dict] = field(default_factory=list)
     baseline: dict | None = None
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    bundle: Path
+    verdict: str
+    artifacts: dict[str, list[Artifact]]  # stage name -> the artifacts it made (cache folders)
 
 
 def select_stages(enabled: list[str], only: str | None, start: str | None) -> set[str]:
@@ -54,8 +62,8 @@ def run(
     only: str | None = None,
     start: str | None = None,
     reporter: Reporter | None = None,
-) -> tuple[Path, str]:
-    """Run the recipe; return (bundle folder, verdict). Raises CompressError on bad input."""
+) -> RunOutcome:
+    """Run the recipe and write its bundle. Raises CompressError on bad input."""
     reporter = reporter or Reporter()
     recipe = loaded.recipe
     out_root = Path(out_root or recipe.output.dir)
@@ -153,6 +161,12 @@ def run(
             stage_entry["evaluations"].append({k: v for k, v in evaluation.items() if k != "predictions"})
             if state.baseline is None and (artifact.runtime, artifact.precision) == ("torch", "fp32"):
                 state.baseline = {"stage": name, "artifact": artifact, "evaluation": evaluation}
+        budget_breach = _stage_budget_breach(spec, new, state, recipe)
+        if budget_breach:
+            reporter.info(f"[red]✗ {name} failed its own budget:[/] {budget_breach}")
+            stage_entry.update(status="failed", reason=budget_breach)
+            failed = True
+        state.by_stage[name] = new
         stage_entry["artifacts"] = [
             {k: a[k] for k in ("kind", "runtime", "precision", "folder", "sha256", "bytes")}
             for a in record["artifacts"]
@@ -178,7 +192,7 @@ def run(
         verdict=verdict,
         seconds=round(time.perf_counter() - started, 2),
     )
-    return bundle_dir, verdict
+    return RunOutcome(bundle_dir, verdict, state.by_stage)
 
 
 def _run_stage(name, spec, loaded, splits, state, tmp: Path, *, reporter) -> dict:
@@ -339,6 +353,23 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
         entry["verdict"] = gates.target_verdict(results)
         out.append(entry)
     return out
+
+
+def _stage_budget_breach(spec, new: list[Artifact], state: RunState, recipe) -> str | None:
+    """A stage with its own `max_accuracy_drop` is gated on what it made, against the baseline."""
+    budget = getattr(spec, "max_accuracy_drop", None)
+    if budget is None or state.baseline is None:
+        return None
+    metric = recipe.evaluation.metric
+    baseline = recipe.evaluation.baseline
+    if baseline is None:
+        baseline = state.baseline["evaluation"][metric]
+    for artifact in new:
+        _, evaluation, _ = state.by_target[(artifact.runtime, artifact.precision)]
+        result = gates.accuracy_gate(baseline, evaluation[metric], budget, metric)
+        if not result.passed:
+            return result.message
+    return None
 
 
 def _why_not_built(target, state: RunState) -> str:

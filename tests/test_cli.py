@@ -52,20 +52,20 @@ def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
     assert (bundle / "targets/torch-fp32/model.safetensors").is_file()
     for key in ("python", "torch", "transformers", "onnx", "onnxruntime", "cpu"):
         assert key in manifest["environment"]
-    assert manifest["stages"][1]["metrics"]["parity"]["max_abs_logit_diff"] < 1e-3
+    assert manifest["stages"][2]["metrics"]["parity"]["max_abs_logit_diff"] < 1e-3
 
 
 def test_second_run_reuses_every_stage(first_run, out):
     recipe, _ = first_run
     result = run_cli("run", str(recipe), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("reused from cache") == 2
+    assert result.stderr.count("reused from cache") == 3
     manifest = load_manifest(out / "smoke" / "latest")
     assert all(s["cached"] for s in manifest["stages"])
 
 
 def test_unreachable_budget_exits_1_with_junit_failure(first_run, out, recipes):
-    recipe = recipes("unreachable", **{"max_accuracy_drop = 0.0": "max_accuracy_drop = -1.0"})
+    recipe = recipes("unreachable", **{"max_accuracy_drop = 5.0": "max_accuracy_drop = -1.0"})
     result = run_cli("run", str(recipe), "--out", str(out))
     assert result.returncode == 1, result.stderr
     bundle = out / "unreachable" / "latest"
@@ -80,7 +80,7 @@ def test_parity_breach_fails_the_stage_and_still_writes_a_bundle(first_run, out,
     result = run_cli("run", str(recipe), "--out", str(out))
     assert result.returncode == 1, result.stderr
     manifest = load_manifest(out / "parity" / "latest")
-    export = manifest["stages"][1]
+    export = manifest["stages"][2]
     assert export["status"] == "failed" and "max |Δlogit|" in export["reason"]
     onnx_target = manifest["targets"][1]
     assert onnx_target["verdict"] == "fail" and "not built" in onnx_target["gates"][0]["message"]
@@ -107,7 +107,7 @@ def test_malformed_recipe_exits_2_without_traceback(recipes, out, replace, needl
 
 def test_validate_command(recipes):
     ok = run_cli("validate", str(recipes("smoke")))
-    assert ok.returncode == 0 and "stages finetune, export" in ok.stdout
+    assert ok.returncode == 0 and "stages finetune, prune, export" in ok.stdout
     bad = run_cli("validate", str(recipes("bad", **{"opset = 18": "opset = 5"})))
     assert bad.returncode == 2 and "export.opset" in bad.stderr
 
@@ -120,5 +120,36 @@ def test_only_needs_cached_upstream(first_run, out, recipes, tmp_path):
     assert stages["finetune"]["cached"] and not stages["export"]["cached"]
     cold = run_cli("run", str(recipe), "--out", str(tmp_path), "--only", "export")
     assert cold.returncode == 2 and "no cached output" in cold.stderr
-    unknown = run_cli("run", str(recipe), "--out", str(out), "--only", "prune")
+    unknown = run_cli("run", str(recipe), "--out", str(out), "--only", "quantize")
     assert unknown.returncode == 2 and "not a stage of this recipe" in unknown.stderr
+
+
+def test_smoke_prunes_and_the_bundle_checkpoint_reloads_with_plain_transformers(first_run, out):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    from compress.modeling import load_classifier
+
+    manifest = load_manifest(out / "smoke" / "latest")
+    prune = next(s for s in manifest["stages"] if s["name"] == "prune")
+    assert prune["status"] == "ok"
+    assert prune["metrics"]["after"]["heads"] == [1, 1] and prune["metrics"]["after"]["ffn"] == [32, 32]
+    assert prune["metrics"]["encoder_macs_reduction"] >= 0.45
+    folder = out / "smoke" / "latest" / "targets" / "torch-fp32"
+    plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    ours = load_classifier(folder)
+    ids = torch.randint(1000, 2000, (4, 16))
+    with torch.inference_mode():
+        diff = (plain(input_ids=ids).logits - ours(input_ids=ids).logits).abs().max().item()
+    assert diff <= 1e-4
+
+
+def test_prune_stage_budget_breach_fails_the_run(first_run, out, recipes):
+    recipe = recipes(
+        "prune-budget", **{"importance_rows = 64": "importance_rows = 64\nmax_accuracy_drop = -5.0"}
+    )
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    stages = {s["name"]: s for s in load_manifest(out / "prune-budget" / "latest")["stages"]}
+    assert stages["prune"]["status"] == "failed" and "exceeds budget -5.00 pt" in stages["prune"]["reason"]
+    assert stages["export"]["status"] == "not run"

@@ -71,7 +71,7 @@ def test_target_that_no_stage_produces(write_recipe):
     msg = problems(
         write_recipe,
         smoke_text(
-            **{'precision = "fp32"\nmax_accuracy_drop = 1.0': 'precision = "int8"\nmax_accuracy_drop = 1.0'}
+            **{'precision = "fp32"\nmax_accuracy_drop = 5.0': 'precision = "int8"\nmax_accuracy_drop = 5.0'}
         ),
     )
     assert "targets[1].runtime" in msg and "onnxruntime/int8" in msg
@@ -114,3 +114,34 @@ def test_corrupt_safetensors_is_named(write_recipe, tmp_path):
     tiny = next(line for line in smoke_text().splitlines() if line.startswith("tiny = "))
     msg = problems(write_recipe, smoke_text(**{tiny: f'path = "{folder}"'}))
     assert "model.path" in msg and "corrupt weights file" in msg and "model.safetensors" in msg
+
+
+def with_prune(body: str) -> str:
+    """The smoke recipe with its [prune] fractions replaced by `body`."""
+    return smoke_text(**{"heads_fraction = 0.5\nffn_fraction = 0.5\n": f"{body}\n"})
+
+
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("", "removes nothing"),
+        ("heads_fraction = 0.0\nffn_fraction = 0.0", "removes nothing"),
+        ("heads_fraction = 0.9", "cannot keep min_heads_per_layer = 1 in every layer"),
+        ("heads_fraction = 0.5\nmin_heads_per_layer = 0", "prune.min_heads_per_layer"),
+        (
+            "heads_fraction = 0.5\nper_layer = true\nmin_heads_per_layer = 2",
+            "leaves fewer than min_heads_per_layer",
+        ),
+        ("heads_fraction = 0.1", "rounds to none"),
+        ("heads_fraction = 1.0", "prune.heads_fraction"),
+        ("ffn_fraction = 0.5\ntarget_macs_fraction = 0.5", "not both"),
+    ],
+)
+def test_prune_plans_that_remove_nothing_or_empty_a_layer_are_refused(write_recipe, body, needle):
+    # the smoke model has 2 layers x 2 heads
+    assert needle in problems(write_recipe, with_prune(body))
+
+
+def test_prune_plan_accepted(write_recipe):
+    loaded = load_recipe(write_recipe(with_prune("heads_fraction = 0.5\nffn_fraction = 0.5")))
+    assert loaded.recipe.prune.recovery is not None

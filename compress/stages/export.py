@@ -15,26 +15,29 @@ import onnx
 
 from compress.data import pad_batch, tokenize
 from compress.errors import StageFailed
-from compress.modeling import load_tokenizer
+from compress.modeling import load_classifier, load_tokenizer
 from compress.runtimes import RUNTIMES
 from compress.stages import NewArtifact, StageContext, StageResult
 
 
 def export_onnx(checkpoint, out, opset: int) -> None:
-    from optimum.exporters.onnx import main_export
+    """Export from the model as compress loads it, so per-layer pruned checkpoints export too."""
+    from optimum.exporters.onnx import onnx_export_from_model
 
     for name in ("optimum", "transformers", "torch.onnx"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    model = load_classifier(checkpoint)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer chatter about constants in the attention mask
-        main_export(
-            str(checkpoint),
+        onnx_export_from_model(
+            model,
             output=str(out),
             task="text-classification",
             opset=opset,
             do_validation=False,  # our own parity check below is stricter and fails the stage
             no_post_process=True,
         )
+    load_tokenizer(checkpoint).save_pretrained(out)
 
 
 def dynamic_axes_problems(model_path) -> list[str]:

@@ -3,7 +3,7 @@ import random
 import pytest
 import torch
 
-from compress.stages.finetune import choose_amp, length_bucketed_batches, warmup_linear_decay
+from compress.training import choose_amp, length_bucketed_batches, warmup_linear_decay
 
 
 def test_batches_cover_every_row_once():
@@ -44,7 +44,7 @@ def test_explicit_amp(amp, expected):
 
 
 def test_auto_amp_on_cpu_follows_native_bf16(monkeypatch):
-    import compress.stages.finetune as ft
+    import compress.training as ft
 
     monkeypatch.setattr(ft, "cpu_has_native_bf16", lambda: True)
     assert choose_amp("auto", "cpu") is torch.bfloat16

@@ -1,0 +1,141 @@
+"""Pruned vs unpruned, side by side in one process: MACs, parameters, accuracy, ONNX Runtime latency.
+
+    python -m benchmarks.prune recipes/sst2-minilm.toml [--rounds 40] [--json PATH]
+
+Runs the recipe (reusing its cache), exports the unpruned fine-tuned checkpoint to ONNX beside the
+pruned one, evaluates both on the recipe's test split, then times both at 1x128 (and 32x64) with
+their repeats interleaved A/B/A/B so that drift on a noisy machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    from compress import pruning, runner
+    from compress.data import load_splits, num_labels
+    from compress.environment import cpu_info
+    from compress.evaluate import evaluate_artifact
+    from compress.modeling import load_classifier
+    from compress.progress import Reporter
+    from compress.recipe import load_recipe
+    from compress.runtimes import RUNTIMES
+    from compress.stages import Artifact
+    from compress.stages.export import export_onnx
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/prune.json"))
+    args = parser.parse_args()
+
+    loaded = load_recipe(args.recipe)
+    if loaded.recipe.prune is None or loaded.recipe.export is None:
+        sys.exit(f"error: {args.recipe} needs [prune] and [export] tables")
+    reporter = Reporter()
+    outcome = runner.run(loaded, reporter=reporter)
+    unpruned_ckpt = outcome.artifacts["finetune"][0].path
+    pruned_ckpt = outcome.artifacts["prune"][0].path
+    pruned_onnx = outcome.artifacts["export"][0]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(unpruned_ckpt, Path(tmp) / "onnx", loaded.recipe.export.opset)
+        unpruned_onnx = Artifact("onnx", "onnxruntime", "fp32", Path(tmp) / "onnx")
+        splits = load_splits(loaded.recipe.data)
+        n_labels = num_labels(loaded.recipe.data, splits["train"])
+        models = {"unpruned": (unpruned_ckpt, unpruned_onnx), "pruned": (pruned_ckpt, pruned_onnx)}
+        rows = {}
+        for name, (ckpt, onnx_artifact) in models.items():
+            torch_model = load_classifier(ckpt)
+            evaluation = evaluate_artifact(
+                onnx_artifact,
+                splits["test"],
+                num_labels=n_labels,
+                max_length=loaded.recipe.data.max_length,
+                spec=loaded.recipe.evaluation,
+                shapes=[],
+                progress=reporter,
+            )
+            rows[name] = {
+                "encoder_macs_1x128": pruning.encoder_macs(torch_model, 1, 128),
+                "parameters": pruning.parameter_counts(torch_model),
+                "heads": sum(pruning.head_counts(torch_model)),
+                "ffn_neurons": sum(pruning.ffn_sizes(torch_model)),
+                "accuracy": evaluation["accuracy"],
+                "onnx_mb": round(evaluation["size_bytes"] / 1e6, 2),
+            }
+        predictors = {name: RUNTIMES["onnxruntime"](art.path) for name, (_, art) in models.items()}
+        for shape in ((1, 128), (32, 64)):
+            times = interleaved_latency(predictors, *shape, rounds=args.rounds)
+            for name, t in times.items():
+                rows[name][f"{shape[0]}x{shape[1]}_ms"] = {
+                    "median": round(float(np.median(t)), 3),
+                    "p90": round(float(np.percentile(t, 90)), 3),
+                }
+
+    base, pruned = rows["unpruned"], rows["pruned"]
+    summary = {
+        "encoder_macs_reduction": round(1 - pruned["encoder_macs_1x128"] / base["encoder_macs_1x128"], 4),
+        "accuracy_drop_points": round((base["accuracy"] - pruned["accuracy"]) * 100, 2),
+        "speedup_1x128": round(base["1x128_ms"]["median"] / pruned["1x128_ms"]["median"], 3),
+        "speedup_32x64": round(base["32x64_ms"]["median"] / pruned["32x64_ms"]["median"], 3),
+    }
+    result = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "command": f"python -m benchmarks.prune {args.recipe} --rounds {args.rounds}",
+        "cpu": cpu_info(),
+        "threads": os.cpu_count(),
+        "prune": loaded.recipe.prune.model_dump(mode="json"),
+        "models": rows,
+        "summary": summary,
+    }
+    print(f"\n{args.recipe} — {result['cpu']['model']}, {result['threads']} threads, {result['date']}")
+    print(
+        f"{'model':10} {'heads':>5} {'FFN':>6} {'enc. MACs 1x128':>16} {'params':>11} {'accuracy':>9} "
+        f"{'1x128 ms':>9} {'32x64 ms':>9} {'ONNX MB':>8}"
+    )
+    for name, r in rows.items():
+        print(
+            f"{name:10} {r['heads']:>5} {r['ffn_neurons']:>6} {r['encoder_macs_1x128'] / 1e6:>15.1f}M "
+            f"{r['parameters']['total'] / 1e6:>10.2f}M {r['accuracy']:>9.4f} {r['1x128_ms']['median']:>9.2f} "
+            f"{r['32x64_ms']['median']:>9.1f} {r['onnx_mb']:>8.1f}"
+        )
+    print(
+        f"MACs -{summary['encoder_macs_reduction']:.1%}, "
+        f"accuracy drop {summary['accuracy_drop_points']:+.2f} pt, "
+        f"ONNX Runtime speed-up {summary['speedup_1x128']:.2f}x at 1x128, "
+        f"{summary['speedup_32x64']:.2f}x at 32x64"
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+def interleaved_latency(predictors: dict, batch: int, sequence: int, rounds: int) -> dict[str, list[float]]:
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30000, size=(batch, sequence), dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    for predict in predictors.values():  # warm-up
+        for _ in range(5):
+            predict(feed)
+    times: dict[str, list[float]] = {name: [] for name in predictors}
+    for _ in range(rounds):
+        for name, predict in predictors.items():
+            start = time.perf_counter()
+            predict(feed)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
+
+
+if __name__ == "__main__":
+    sys.exit(main())
