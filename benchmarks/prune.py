@@ -83,12 +83,16 @@ def main() -> int:
                     "p90": round(float(np.percentile(t, 90)), 3),
                 }
 
+    reload_diff = plain_reload_difference(
+        pruned_ckpt, splits["test"].texts[:256], loaded.recipe.data.max_length
+    )
     base, pruned = rows["unpruned"], rows["pruned"]
     summary = {
         "encoder_macs_reduction": round(1 - pruned["encoder_macs_1x128"] / base["encoder_macs_1x128"], 4),
         "accuracy_drop_points": round((base["accuracy"] - pruned["accuracy"]) * 100, 2),
         "speedup_1x128": round(base["1x128_ms"]["median"] / pruned["1x128_ms"]["median"], 3),
         "speedup_32x64": round(base["32x64_ms"]["median"] / pruned["32x64_ms"]["median"], 3),
+        "plain_reload_max_abs_logit_diff": reload_diff,
     }
     result = {
         "date": datetime.now(UTC).date().isoformat(),
@@ -116,9 +120,30 @@ def main() -> int:
         f"ONNX Runtime speed-up {summary['speedup_1x128']:.2f}x at 1x128, "
         f"{summary['speedup_32x64']:.2f}x at 32x64"
     )
+    print(
+        "pruned checkpoint loaded with plain AutoModelForSequenceClassification.from_pretrained vs the "
+        f"stage's own model: max |Δlogit| {reload_diff:.2e} over 256 test rows"
+    )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def plain_reload_difference(folder: Path, texts: list[str], max_length: int) -> float:
+    """Logits of the pruned checkpoint loaded by plain transformers vs the stage's own recorded
+    reload path (compress.modeling.load_classifier), on real rows."""
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from compress.modeling import load_classifier
+
+    plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    ours = load_classifier(folder)
+    batch = AutoTokenizer.from_pretrained(folder)(
+        texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    )
+    with torch.inference_mode():
+        return float((plain(**batch).logits - ours(**batch).logits).abs().max())
 
 
 def interleaved_latency(predictors: dict, batch: int, sequence: int, rounds: int) -> dict[str, list[float]]:
