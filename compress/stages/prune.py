@@ -108,9 +108,12 @@ def run(ctx: StageContext) -> StageResult:
         if spec.recovery.train_rows is not None and spec.recovery.train_rows < len(idx):
             idx = sorted(random.Random(spec.recovery.seed).sample(idx, spec.recovery.train_rows))
         train_ids = tokenize(tokenizer, [train.texts[i] for i in idx], max_length)
+        settings = spec.recovery
+        if "amp" not in settings.model_fields_set and ctx.recipe.finetune is not None:
+            settings = settings.model_copy(update={"amp": ctx.recipe.finetune.amp})  # same AMP as fine-tune
         recovery_metrics = train_classifier(
             model,
-            settings=spec.recovery,
+            settings=settings,
             train_ids=train_ids,
             train_labels=[train.labels[i] for i in idx],
             dev_ids=dev_ids,
