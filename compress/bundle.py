@@ -111,20 +111,33 @@ def render_report(m: dict) -> str:
         + f". Baseline: {_fmt(m['targets'][0]['baseline'])} {m['targets'][0]['metric_name']}"
         + f" from {m['targets'][0]['baseline_from']}.",
         "",
-        "| target | runtime | precision | metric | drop (pt) / budget "
+        "| target | runtime | precision | metric | drop (pt) ± CI / budget | changed labels "
         "| latency ms (shape) / budget | size MB / budget | verdict |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in m["targets"]:
         b = t["budgets"]
         lat = t["latency"]["median_ms"] if t["latency"] else None
+        st = t.get("statistics")
+        drop = _fmt(t["drop"], "+.2f")
+        changed = "—"
+        if st:
+            half = (st["high"] - st["low"]) / 2
+            drop += f" ± {half:.2f}" + ("" if b.get("decision", "point") == "point" else " (upper)")
+            if st["paired"]:
+                changed = f"{st['disagreements']}/{st['rows']}"
+                if b.get("max_disagreement") is not None:
+                    changed += f" / {b['max_disagreement']:.1%}"
         lines.append(
             f"| {t['name']}{'' if t['required'] else ' (optional)'} | {t['runtime']} | {t['precision']} "
-            f"| {_fmt(t['metric'])} | {_fmt(t['drop'], '+.2f')} / {b['max_accuracy_drop']:.2f} "
+            f"| {_fmt(t['metric'])} | {drop} / {b['max_accuracy_drop']:.2f} | {changed} "
             f"| {_fmt(lat, '.1f')} ({b['latency_shape']}) / {_fmt(b['max_latency_ms'], '.1f')} "
             f"| {_fmt(t['size_mb'], '.1f')} / {_fmt(b['max_size_mb'], '.1f')} "
             f"| {'pass' if t['verdict'] == 'pass' else '**FAIL**'} |"
         )
+    notes = _how_sure(m["targets"])
+    if notes:
+        lines += ["", "## How sure", ""] + notes
     breaches = [(t["name"], g) for t in m["targets"] for g in t["gates"] if not g["passed"]]
     if breaches:
         lines += ["", "## Gate failures", ""]
@@ -144,6 +157,31 @@ def render_report(m: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _how_sure(targets: list[dict]) -> list[str]:
+    """Per target: the interval, the discordant rows, and any verdict that is within the noise."""
+    notes = []
+    for t in targets:
+        st = t.get("statistics")
+        if not st:
+            continue
+        if st["paired"]:
+            how = (
+                f"paired over {st['rows']} rows: only the FP32 reference was right on "
+                f"{st['reference_right_candidate_wrong']}, only the candidate on "
+                f"{st['reference_wrong_candidate_right']}"
+            )
+            if st["mcnemar_p"] is not None:
+                how += f" (McNemar exact p = {st['mcnemar_p']:.3g})"
+        else:
+            how = f"baseline pinned in the recipe; interval from the candidate's own {st['rows']} rows"
+        notes.append(
+            f"- **{t['name']}**: drop {st['drop']:+.2f} pt, {st['confidence']:.0%} CI "
+            f"[{st['low']:+.2f}, {st['high']:+.2f}]; {how}."
+        )
+        notes += [f"  - ⚠ {g['message']}" for g in t["gates"] if g.get("within_noise")]
+    return notes
 
 
 def render_junit(m: dict) -> str:

@@ -14,11 +14,12 @@ _DECIMALS = 9
 
 @dataclass(frozen=True)
 class GateResult:
-    gate: str  # "built" | "accuracy" | "latency" | "size"
+    gate: str  # "built" | "accuracy" | "agreement" | "latency" | "size"
     passed: bool
     value: float | None
     limit: float | None
     message: str
+    within_noise: bool = False  # the budget lies inside the drop's confidence interval
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,18 +30,56 @@ def accuracy_drop_points(baseline: float, metric: float) -> float:
     return round((baseline - metric) * 100, _DECIMALS)
 
 
-def accuracy_gate(baseline: float, metric: float, max_drop_points: float, name: str) -> GateResult:
+def accuracy_gate(
+    baseline: float,
+    metric: float,
+    max_drop_points: float,
+    name: str,
+    *,
+    interval: tuple[float, float] | None = None,
+    decision: str = "point",
+    confidence: float = 0.95,
+    rows_needed: int | None = None,
+) -> GateResult:
+    """Drop against budget. With an `interval` (the drop's confidence interval, points):
+    decision "point" judges the point drop and flags a verdict the interval straddles as within
+    noise; decision "upper" passes only if the interval's upper bound is within budget."""
     drop = accuracy_drop_points(baseline, metric)
-    passed = drop <= round(max_drop_points, _DECIMALS)
+    budget = round(max_drop_points, _DECIMALS)
+    point_ok = drop <= budget
+    text = f"{name} {metric:.4f} vs baseline {baseline:.4f}: drop {drop:+.2f} pt"
+    if interval is None:
+        passed, within_noise = point_ok, False
+    else:
+        low, high = round(interval[0], _DECIMALS), round(interval[1], _DECIMALS)
+        within_noise = low <= budget < high
+        passed = point_ok if decision == "point" else high <= budget
+        text += f" ({confidence:.0%} CI {low:+.2f} to {high:+.2f})"
     how = "within" if passed else "exceeds"
+    text += f" {how} budget {max_drop_points:.2f} pt"
+    if not point_ok:
+        text += f" (over by {drop - max_drop_points:.2f} pt)"
+    elif not passed:  # decision "upper" with a point drop under budget
+        text += f": the {confidence:.0%} upper bound {interval[1]:+.2f} pt is over it (decision = upper)"
+    if within_noise:
+        more = f"; about {rows_needed} rows would decide it" if rows_needed else ""
+        text += f" — within the noise of this evaluation set{more}"
+    return GateResult("accuracy", passed, drop, max_drop_points, text, within_noise)
+
+
+def agreement_gate(disagreements: int, rows: int, max_disagreement: float) -> GateResult:
+    """Share of rows whose predicted label differs from the FP32 reference, against its budget."""
+    if rows == 0:
+        return GateResult("agreement", False, None, max_disagreement, "no rows to compare labels on")
+    share = disagreements / rows
+    passed = round(share, _DECIMALS) <= round(max_disagreement, _DECIMALS)
     return GateResult(
-        "accuracy",
+        "agreement",
         passed,
-        drop,
-        max_drop_points,
-        f"{name} {metric:.4f} vs baseline {baseline:.4f}: drop {drop:+.2f} pt {how} "
-        f"budget {max_drop_points:.2f} pt"
-        + ("" if passed else f" (over by {drop - max_drop_points:.2f} pt)"),
+        round(share, 6),
+        max_disagreement,
+        f"{disagreements} of {rows} rows ({share:.2%}) changed label vs the FP32 reference: "
+        f"{'within' if passed else 'exceeds'} max_disagreement {max_disagreement:.2%}",
     )
 
 
@@ -67,9 +106,36 @@ def judge_target(
     max_latency_ms: float | None,
     size_mb: float,
     max_size_mb: float | None,
+    interval: tuple[float, float] | None = None,
+    decision: str = "point",
+    confidence: float = 0.95,
+    rows_needed: int | None = None,
+    disagreements: tuple[int, int] | None = None,
+    max_disagreement: float | None = None,
 ) -> list[GateResult]:
-    """Every gate a target has: accuracy always, latency and size when budgeted."""
-    results = [accuracy_gate(baseline, metric, max_accuracy_drop, metric_name)]
+    """Every gate a target has: accuracy always; agreement, latency and size when budgeted.
+    `disagreements` is (rows that changed label, rows compared)."""
+    results = [
+        accuracy_gate(
+            baseline,
+            metric,
+            max_accuracy_drop,
+            metric_name,
+            interval=interval,
+            decision=decision,
+            confidence=confidence,
+            rows_needed=rows_needed,
+        )
+    ]
+    if max_disagreement is not None:
+        if disagreements is None:
+            results.append(
+                GateResult(
+                    "agreement", False, None, max_disagreement, "no FP32 reference predictions to compare"
+                )
+            )
+        else:
+            results.append(agreement_gate(disagreements[0], disagreements[1], max_disagreement))
     if max_latency_ms is not None:
         if latency_ms is None:
             results.append(GateResult("latency", False, None, max_latency_ms, "latency not measured"))

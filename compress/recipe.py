@@ -140,6 +140,8 @@ class EvaluationSpec(_Strict):
     batch_size: int = Field(64, ge=1)
     latency_warmup: int = Field(5, ge=0)
     latency_repeats: int = Field(20, ge=1)
+    bootstrap_resamples: int = Field(2000, ge=100, le=100_000)
+    seed: int = 0
 
 
 class Target(_Strict):
@@ -151,6 +153,9 @@ class Target(_Strict):
     latency_batch: int = Field(1, ge=1, le=4096)
     latency_sequence: int = Field(128, ge=1, le=512)
     max_size_mb: PositiveFloat | None = None
+    max_disagreement: float | None = Field(None, ge=0, le=1)  # share of rows whose label changed vs FP32
+    decision: Literal["point", "upper"] = "point"
+    confidence: float = Field(0.95, ge=0.5, le=0.999)
     required: bool = True
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from compress import bundle, cache, gates
+from compress import bundle, cache, gates, stats
 from compress.data import load_splits, num_labels
 from compress.environment import cpu_info
 from compress.errors import CompressError, StageFailed
@@ -177,7 +177,7 @@ def run(
         evaluation = _evaluate(source, loaded, splits, n_labels, env, data_id, cache_root, reporter)
         state.baseline = {"stage": "source", "artifact": source, "evaluation": evaluation}
 
-    targets = _gate_targets(loaded, state)
+    targets = _gate_targets(loaded, state, splits["test"].labels, n_labels)
     verdict = gates.overall_verdict(
         [(t["required"], t["verdict"]) for t in targets],
         failed_stages=sum(s["status"] == "failed" for s in state.stages),
@@ -282,7 +282,7 @@ def _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, repo
     return record
 
 
-def _gate_targets(loaded, state: RunState) -> list[dict]:
+def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> list[dict]:
     recipe = loaded.recipe
     metric_name = recipe.evaluation.metric
     if recipe.evaluation.baseline is not None:
@@ -307,7 +307,11 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
                 "max_latency_ms": target.max_latency_ms,
                 "max_size_mb": target.max_size_mb,
                 "latency_shape": f"{target.latency_batch}x{target.latency_sequence}",
+                "max_disagreement": target.max_disagreement,
+                "decision": target.decision,
+                "confidence": target.confidence,
             },
+            "statistics": None,
             "metric": None,
             "drop": None,
             "latency": None,
@@ -327,6 +331,7 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
             shape = f"{target.latency_batch}x{target.latency_sequence}"
             latency = evaluation["latency"].get(shape)
             size_mb = evaluation["size_bytes"] / 1e6
+            paired = _drop_statistics(target, recipe, state, evaluation, baseline, labels, n_labels)
             results = gates.judge_target(
                 metric_name=metric_name,
                 baseline=baseline,
@@ -336,7 +341,16 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
                 max_latency_ms=target.max_latency_ms,
                 size_mb=size_mb,
                 max_size_mb=target.max_size_mb,
+                interval=(paired.low, paired.high),
+                decision=target.decision,
+                confidence=target.confidence,
+                rows_needed=stats.rows_to_decide(
+                    paired.rows, paired.drop, paired.low, paired.high, target.max_accuracy_drop
+                ),
+                disagreements=(paired.disagreements, paired.rows) if paired.paired else None,
+                max_disagreement=target.max_disagreement,
             )
+            entry["statistics"] = paired.to_dict()
             entry.update(
                 {
                     "metric": evaluation[metric_name],
@@ -353,6 +367,22 @@ def _gate_targets(loaded, state: RunState) -> list[dict]:
         entry["verdict"] = gates.target_verdict(results)
         out.append(entry)
     return out
+
+
+def _drop_statistics(target, recipe, state: RunState, evaluation, baseline, labels, n_labels):
+    """Paired against the FP32 reference's predictions when the baseline is that model's metric;
+    from the candidate's own sampling error when the baseline is a pinned number."""
+    kwargs = dict(
+        metric=recipe.evaluation.metric,
+        num_labels=n_labels,
+        confidence=target.confidence,
+        resamples=recipe.evaluation.bootstrap_resamples,
+        seed=recipe.evaluation.seed,
+    )
+    if recipe.evaluation.baseline is None and state.baseline is not None:
+        reference = state.baseline["evaluation"]["predictions"]
+        return stats.paired_drop(labels, reference, evaluation["predictions"], **kwargs)
+    return stats.unpaired_drop(baseline, labels, evaluation["predictions"], **kwargs)
 
 
 def _stage_budget_breach(spec, new: list[Artifact], state: RunState, recipe) -> str | None:

@@ -153,3 +153,24 @@ def test_prune_stage_budget_breach_fails_the_run(first_run, out, recipes):
     stages = {s["name"]: s for s in load_manifest(out / "prune-budget" / "latest")["stages"]}
     assert stages["prune"]["status"] == "failed" and "exceeds budget -5.00 pt" in stages["prune"]["reason"]
     assert stages["export"]["status"] == "not run"
+
+
+@pytest.mark.parametrize("decision,code", [("point", 0), ("upper", 1)])
+def test_decision_policy_end_to_end(first_run, out, recipes, decision, code):
+    """A pinned baseline 1 point above the tiny model: under a 2-point budget, but the interval from
+    200 rows is several points wide, so "point" passes with a noise warning and "upper" fails."""
+    recipe = recipes(
+        f"policy-{decision}",
+        **{
+            "[evaluation]\n": "[evaluation]\nbaseline = 0.55\n",
+            "max_accuracy_drop = 5.0": f'max_accuracy_drop = 2.0\ndecision = "{decision}"',
+        },
+    )
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == code, result.stderr
+    bundle = out / f"policy-{decision}" / "latest"
+    report = (bundle / "report.md").read_text()
+    assert "within the noise of this evaluation set" in report
+    if decision == "upper":
+        failures = [f.get("message") for f in ET.parse(bundle / "junit.xml").getroot().iter("failure")]
+        assert failures and all("(decision = upper)" in m for m in failures)

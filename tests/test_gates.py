@@ -72,3 +72,80 @@ def test_verdicts():
     assert gates.overall_verdict([(True, "pass"), (True, "fail")]) == "fail"
     assert gates.overall_verdict([]) == "pass"
     assert gates.overall_verdict([(True, "pass")], failed_stages=1) == "fail"
+
+
+@dataclass(frozen=True)
+class PolicyCase:
+    name: str
+    drop_metric: float  # candidate metric with baseline 0.90
+    interval: tuple[float, float]
+    decision: str
+    passed: bool
+    within_noise: bool
+    says: str
+
+
+POLICY_CASES = [
+    PolicyCase("clear pass", 0.895, (-0.2, 0.6), "point", True, False, "within budget"),
+    PolicyCase("clear pass, upper", 0.895, (-0.2, 0.6), "upper", True, False, "within budget"),
+    PolicyCase(
+        "point under, interval crosses: point passes", 0.892, (-0.3, 1.9), "point", True, True, "noise"
+    ),
+    PolicyCase(
+        "point under, interval crosses: upper fails",
+        0.892,
+        (-0.3, 1.9),
+        "upper",
+        False,
+        True,
+        "upper bound +1.90 pt is over it (decision = upper)",
+    ),
+    PolicyCase("over, interval crosses", 0.888, (0.4, 2.0), "point", False, True, "over by 0.20 pt"),
+    PolicyCase("clear fail", 0.85, (3.5, 6.5), "upper", False, False, "over by 4.00 pt"),
+    PolicyCase("upper bound exactly at budget", 0.895, (0.0, 1.0), "upper", True, False, "within budget"),
+    PolicyCase("improvement", 0.92, (-3.5, -0.5), "upper", True, False, "drop -2.00 pt"),
+]
+
+
+@pytest.mark.parametrize("case", POLICY_CASES, ids=[c.name for c in POLICY_CASES])
+def test_decision_policies(case):
+    result = gates.accuracy_gate(
+        0.90,
+        case.drop_metric,
+        1.0,
+        "accuracy",
+        interval=case.interval,
+        decision=case.decision,
+        rows_needed=5000,
+    )
+    assert result.passed is case.passed
+    assert result.within_noise is case.within_noise
+    assert case.says in result.message
+    assert ("5000 rows would decide it" in result.message) is case.within_noise
+
+
+@pytest.mark.parametrize(
+    "changed,rows,budget,passed",
+    [(0, 872, 0.0, True), (9, 872, 0.01, False), (8, 872, 0.01, True), (5, 0, 0.1, False)],
+)
+def test_agreement_gate(changed, rows, budget, passed):
+    assert gates.agreement_gate(changed, rows, budget).passed is passed
+
+
+def test_judge_target_adds_agreement_only_when_budgeted():
+    kwargs = dict(
+        metric_name="accuracy",
+        baseline=0.9,
+        metric=0.9,
+        max_accuracy_drop=1.0,
+        latency_ms=1.0,
+        max_latency_ms=None,
+        size_mb=1.0,
+        max_size_mb=None,
+        disagreements=(50, 872),
+    )
+    assert [r.gate for r in gates.judge_target(**kwargs)] == ["accuracy"]
+    results = gates.judge_target(**kwargs, max_disagreement=0.02)
+    assert [(r.gate, r.passed) for r in results] == [("accuracy", True), ("agreement", False)]
+    no_reference = gates.judge_target(**{**kwargs, "disagreements": None}, max_disagreement=0.02)
+    assert not no_reference[1].passed
