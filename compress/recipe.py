@@ -36,7 +36,6 @@ class TinyBert(_Strict):
     num_hidden_layers: int = Field(2, ge=1, le=24)
     num_attention_heads: int = Field(2, ge=1, le=32)
     intermediate_size: int = Field(64, ge=8, le=8192)
-    seed: int = 0
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> TinyBert:
@@ -49,6 +48,7 @@ class ModelSpec(_Strict):
     packaged: Literal[PACKAGED_MODELS] | None = None  # type: ignore[valid-type]
     path: PathField | None = None
     tiny: TinyBert | None = None
+    seed: int = 0  # initialises the new classification head (and a tiny model's weights)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSpec:
