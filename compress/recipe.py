@@ -134,6 +134,17 @@ class ExportSpec(_Strict):
     min_label_agreement: float = Field(0.99, ge=0, le=1)
 
 
+class QuantizeSpec(_Strict):
+    mode: Literal["dynamic", "static"] = "dynamic"
+    calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
+    calibration_rows: int = Field(256, ge=1)  # from the dev split, never the test split
+    per_channel: bool = False
+    op_types: list[str] | None = None  # ONNX op types to quantize; all that ONNX Runtime can when absent
+    isa: Literal["auto", "avx512_vnni", "avx2", "arm64"] = "auto"
+    fuse: bool = True
+    max_accuracy_drop: float | None = None
+
+
 class EvaluationSpec(_Strict):
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     baseline: float | None = Field(None, ge=0, le=1)
@@ -170,6 +181,7 @@ class Recipe(_Strict):
     finetune: FinetuneSpec | None = None
     prune: PruneSpec | None = None
     export: ExportSpec | None = None
+    quantize: QuantizeSpec | None = None
     evaluation: EvaluationSpec = EvaluationSpec()
     targets: list[Target] = Field(min_length=1)
     output: OutputSpec = OutputSpec()
@@ -320,6 +332,7 @@ def _unreadable_safetensors(folder: Path) -> list[str]:
 PRODUCERS: dict[tuple[str, str], str] = {
     ("torch", "fp32"): "finetune",
     ("onnxruntime", "fp32"): "export",
+    ("onnxruntime", "int8"): "quantize",
 }
 
 
@@ -335,8 +348,10 @@ def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
                 + ", ".join(f"{r}/{p}" for r, p in PRODUCERS)
                 + ")"
             )
-        elif stage == "export" and recipe.export is None:
+        elif stage in ("export", "quantize") and recipe.export is None:
             problems.append(f"{where}: target '{target.name}' needs an ONNX model: add an [export] table")
+        elif stage == "quantize" and recipe.quantize is None:
+            problems.append(f"{where}: target '{target.name}' needs INT8: add a [quantize] table")
     return problems
 
 

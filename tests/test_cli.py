@@ -41,6 +41,7 @@ def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
     assert {t["name"]: t["verdict"] for t in manifest["targets"]} == {
         "torch-fp32": "pass",
         "x86-onnxruntime-fp32": "pass",
+        "x86-onnxruntime-int8": "pass",
     }
     listed = {f["path"] for f in manifest["files"]}
     on_disk = {p.relative_to(bundle.resolve()).as_posix() for p in bundle.resolve().rglob("*") if p.is_file()}
@@ -59,7 +60,7 @@ def test_second_run_reuses_every_stage(first_run, out):
     recipe, _ = first_run
     result = run_cli("run", str(recipe), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("reused from cache") == 3
+    assert result.stderr.count("reused from cache") == 4
     manifest = load_manifest(out / "smoke" / "latest")
     assert all(s["cached"] for s in manifest["stages"])
 
@@ -107,7 +108,7 @@ def test_malformed_recipe_exits_2_without_traceback(recipes, out, replace, needl
 
 def test_validate_command(recipes):
     ok = run_cli("validate", str(recipes("smoke")))
-    assert ok.returncode == 0 and "stages finetune, prune, export" in ok.stdout
+    assert ok.returncode == 0 and "stages finetune, prune, export, quantize" in ok.stdout
     bad = run_cli("validate", str(recipes("bad", **{"opset = 18": "opset = 5"})))
     assert bad.returncode == 2 and "export.opset" in bad.stderr
 
@@ -120,7 +121,7 @@ def test_only_needs_cached_upstream(first_run, out, recipes, tmp_path):
     assert stages["finetune"]["cached"] and not stages["export"]["cached"]
     cold = run_cli("run", str(recipe), "--out", str(tmp_path), "--only", "export")
     assert cold.returncode == 2 and "no cached output" in cold.stderr
-    unknown = run_cli("run", str(recipe), "--out", str(out), "--only", "quantize")
+    unknown = run_cli("run", str(recipe), "--out", str(out), "--only", "engine")
     assert unknown.returncode == 2 and "not a stage of this recipe" in unknown.stderr
 
 

@@ -70,11 +70,14 @@ def test_duplicate_target_names(write_recipe):
 def test_target_that_no_stage_produces(write_recipe):
     msg = problems(
         write_recipe,
-        smoke_text(
-            **{'precision = "fp32"\nmax_accuracy_drop = 5.0': 'precision = "int8"\nmax_accuracy_drop = 5.0'}
-        ),
+        smoke_text(**{'runtime = "torch"\nprecision = "fp32"': 'runtime = "torch"\nprecision = "int8"'}),
     )
-    assert "targets[1].runtime" in msg and "onnxruntime/int8" in msg
+    assert "targets[0].runtime" in msg and "torch/int8" in msg and "onnxruntime/int8" in msg
+
+
+def test_int8_target_needs_quantize_table(write_recipe):
+    msg = problems(write_recipe, smoke_text(**{'[quantize]\nmode = "dynamic"\n': ""}))
+    assert "targets[2].runtime" in msg and "add a [quantize] table" in msg
 
 
 def test_onnx_target_needs_export_table(write_recipe):

@@ -55,7 +55,7 @@ class StageResult:
 
 # Pipeline order. Each name is also the recipe table that switches the stage on and the module
 # compress.stages.<name> that runs it: one list, nothing to keep in step elsewhere.
-STAGES = ("finetune", "prune", "export")
+STAGES = ("finetune", "prune", "export", "quantize")
 
 
 def stage_function(name: str) -> Callable[[StageContext], StageResult]:

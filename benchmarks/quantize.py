@@ -1,0 +1,114 @@
+"""compress's INT8 vs FP32 ONNX vs ONNX Runtime's plain `quantize_dynamic`, side by side in one process.
+
+    python -m benchmarks.quantize recipes/sst2-minilm-int8.toml [--rounds 60] [--json PATH]
+
+Runs the recipe (reusing its cache), quantizes the same FP32 ONNX model with plain
+`quantize_dynamic` (QInt8 weights, defaults, as its documentation shows a user), evaluates all three
+on the test split and times them at 1x128 and 32x64 with repeats interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.prune import interleaved_latency
+
+
+def main() -> int:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from compress import runner
+    from compress.data import load_splits, num_labels
+    from compress.environment import cpu_info
+    from compress.evaluate import evaluate_artifact
+    from compress.progress import Reporter
+    from compress.recipe import load_recipe
+    from compress.runtimes import RUNTIMES
+    from compress.stages import Artifact
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/quantize.json"))
+    args = parser.parse_args()
+    loaded = load_recipe(args.recipe)
+    if loaded.recipe.quantize is None:
+        sys.exit(f"error: {args.recipe} needs a [quantize] table")
+    reporter = Reporter()
+    outcome = runner.run(loaded, reporter=reporter)
+    fp32 = outcome.artifacts["export"][0]
+    ours = outcome.artifacts["quantize"][0]
+    splits = load_splits(loaded.recipe.data)
+    n_labels = num_labels(loaded.recipe.data, splits["train"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        plain_dir = Path(tmp) / "plain"
+        plain_dir.mkdir()
+        for f in fp32.path.iterdir():
+            if f.suffix != ".onnx":
+                (plain_dir / f.name).write_bytes(f.read_bytes())
+        quantize_dynamic(
+            str(fp32.path / "model.onnx"), str(plain_dir / "model.onnx"), weight_type=QuantType.QInt8
+        )
+        models = {
+            "FP32 ONNX": fp32,
+            "plain quantize_dynamic": Artifact("onnx", "onnxruntime", "int8", plain_dir),
+            "compress INT8": ours,
+        }
+        rows = {}
+        for name, artifact in models.items():
+            evaluation = evaluate_artifact(
+                artifact,
+                splits["test"],
+                num_labels=n_labels,
+                max_length=loaded.recipe.data.max_length,
+                spec=loaded.recipe.evaluation,
+                shapes=[],
+                progress=reporter,
+            )
+            rows[name] = {"accuracy": evaluation["accuracy"], "mb": round(evaluation["size_bytes"] / 1e6, 1)}
+        predictors = {name: RUNTIMES["onnxruntime"](a.path) for name, a in models.items()}
+        for batch, seq in ((1, 128), (32, 64)):
+            for name, t in interleaved_latency(predictors, batch, seq, rounds=args.rounds).items():
+                rows[name][f"{batch}x{seq}_ms"] = round(float(np.median(t)), 2)
+
+    fp, plain, int8 = rows["FP32 ONNX"], rows["plain quantize_dynamic"], rows["compress INT8"]
+    summary = {
+        "drop_vs_fp32_points": round((fp["accuracy"] - int8["accuracy"]) * 100, 2),
+        "speedup_vs_fp32_1x128": round(fp["1x128_ms"] / int8["1x128_ms"], 2),
+        "speedup_vs_plain_dynamic_1x128": round(plain["1x128_ms"] / int8["1x128_ms"], 2),
+        "speedup_vs_plain_dynamic_32x64": round(plain["32x64_ms"] / int8["32x64_ms"], 2),
+    }
+    result = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "command": f"python -m benchmarks.quantize {args.recipe} --rounds {args.rounds}",
+        "cpu": cpu_info(),
+        "threads": os.cpu_count(),
+        "models": rows,
+        "summary": summary,
+    }
+    print(f"\n{args.recipe} — {result['cpu']['model']}, {result['threads']} threads, {result['date']}")
+    print(f"{'model':24} {'accuracy':>9} {'1x128 ms':>9} {'32x64 ms':>9} {'MB':>6}")
+    for name, r in rows.items():
+        print(f"{name:24} {r['accuracy']:>9.4f} {r['1x128_ms']:>9.2f} {r['32x64_ms']:>9.1f} {r['mb']:>6.1f}")
+    print(
+        f"INT8 drop {summary['drop_vs_fp32_points']:+.2f} pt; "
+        f"{summary['speedup_vs_fp32_1x128']:.2f}x vs FP32 "
+        f"at 1x128; vs plain quantize_dynamic {summary['speedup_vs_plain_dynamic_1x128']:.2f}x at 1x128, "
+        f"{summary['speedup_vs_plain_dynamic_32x64']:.2f}x at 32x64"
+    )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
