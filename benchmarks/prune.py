@@ -9,63 +9,40 @@ their repeats interleaved A/B/A/B so that drift on a noisy machine hits both ali
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import interleaved_latency, prepare
+
 
 def main() -> int:
-    from compress import pruning, runner
-    from compress.data import load_splits, num_labels
+    from compress import pruning
     from compress.environment import cpu_info
-    from compress.evaluate import evaluate_artifact
     from compress.modeling import load_classifier
-    from compress.progress import Reporter
-    from compress.recipe import load_recipe
     from compress.runtimes import RUNTIMES
     from compress.stages import Artifact
     from compress.stages.export import export_onnx
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("recipe", type=Path)
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/prune.json"))
-    args = parser.parse_args()
-
-    loaded = load_recipe(args.recipe)
-    if loaded.recipe.prune is None or loaded.recipe.export is None:
-        sys.exit(f"error: {args.recipe} needs [prune] and [export] tables")
-    reporter = Reporter()
-    outcome = runner.run(loaded, reporter=reporter)
-    unpruned_ckpt = outcome.artifacts["finetune"][0].path
-    pruned_ckpt = outcome.artifacts["prune"][0].path
-    pruned_onnx = outcome.artifacts["export"][0]
+    run = prepare("prune", rounds=40, needs=("prune", "export"))
+    args, loaded, splits = run.args, run.loaded, run.splits
+    unpruned_ckpt = run.outcome.artifacts["finetune"][0].path
+    pruned_ckpt = run.outcome.artifacts["prune"][0].path
+    pruned_onnx = run.outcome.artifacts["export"][0]
 
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(unpruned_ckpt, Path(tmp) / "onnx", loaded.recipe.export.opset)
         unpruned_onnx = Artifact("onnx", "onnxruntime", "fp32", Path(tmp) / "onnx")
-        splits = load_splits(loaded.recipe.data)
-        n_labels = num_labels(loaded.recipe.data, splits["train"])
         models = {"unpruned": (unpruned_ckpt, unpruned_onnx), "pruned": (pruned_ckpt, pruned_onnx)}
         rows = {}
         for name, (ckpt, onnx_artifact) in models.items():
             torch_model = load_classifier(ckpt)
-            evaluation = evaluate_artifact(
-                onnx_artifact,
-                splits["test"],
-                num_labels=n_labels,
-                max_length=loaded.recipe.data.max_length,
-                spec=loaded.recipe.evaluation,
-                shapes=[],
-                progress=reporter,
-            )
+            evaluation = run.evaluate(onnx_artifact)
             rows[name] = {
                 "encoder_macs_1x128": pruning.encoder_macs(torch_model, 1, 128),
                 "parameters": pruning.parameter_counts(torch_model),
@@ -144,22 +121,6 @@ def plain_reload_difference(folder: Path, texts: list[str], max_length: int) -> 
     )
     with torch.inference_mode():
         return float((plain(**batch).logits - ours(**batch).logits).abs().max())
-
-
-def interleaved_latency(predictors: dict, batch: int, sequence: int, rounds: int) -> dict[str, list[float]]:
-    rng = np.random.default_rng(0)
-    ids = rng.integers(1000, 30000, size=(batch, sequence), dtype=np.int64)
-    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
-    for predict in predictors.values():  # warm-up
-        for _ in range(5):
-            predict(feed)
-    times: dict[str, list[float]] = {name: [] for name in predictors}
-    for _ in range(rounds):
-        for name, predict in predictors.items():
-            start = time.perf_counter()
-            predict(feed)
-            times[name].append((time.perf_counter() - start) * 1000)
-    return times
 
 
 if __name__ == "__main__":

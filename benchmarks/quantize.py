@@ -9,7 +9,6 @@ on the test split and times them at 1x128 and 32x64 with repeats interleaved.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -19,35 +18,20 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.prune import interleaved_latency
+from benchmarks.common import interleaved_latency, prepare
 
 
 def main() -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from compress import runner
-    from compress.data import load_splits, num_labels
     from compress.environment import cpu_info
-    from compress.evaluate import evaluate_artifact
-    from compress.progress import Reporter
-    from compress.recipe import load_recipe
     from compress.runtimes import RUNTIMES
     from compress.stages import Artifact
 
-    parser = argparse.ArgumentParser()
-    parser.add_argument("recipe", type=Path)
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/quantize.json"))
-    args = parser.parse_args()
-    loaded = load_recipe(args.recipe)
-    if loaded.recipe.quantize is None:
-        sys.exit(f"error: {args.recipe} needs a [quantize] table")
-    reporter = Reporter()
-    outcome = runner.run(loaded, reporter=reporter)
-    fp32 = outcome.artifacts["export"][0]
-    ours = outcome.artifacts["quantize"][0]
-    splits = load_splits(loaded.recipe.data)
-    n_labels = num_labels(loaded.recipe.data, splits["train"])
+    run = prepare("quantize", rounds=60, needs=("export", "quantize"))
+    args = run.args
+    fp32 = run.outcome.artifacts["export"][0]
+    ours = run.outcome.artifacts["quantize"][0]
 
     with tempfile.TemporaryDirectory() as tmp:
         plain_dir = Path(tmp) / "plain"
@@ -65,15 +49,7 @@ def main() -> int:
         }
         rows = {}
         for name, artifact in models.items():
-            evaluation = evaluate_artifact(
-                artifact,
-                splits["test"],
-                num_labels=n_labels,
-                max_length=loaded.recipe.data.max_length,
-                spec=loaded.recipe.evaluation,
-                shapes=[],
-                progress=reporter,
-            )
+            evaluation = run.evaluate(artifact)
             rows[name] = {"accuracy": evaluation["accuracy"], "mb": round(evaluation["size_bytes"] / 1e6, 1)}
         predictors = {name: RUNTIMES["onnxruntime"](a.path) for name, a in models.items()}
         for batch, seq in ((1, 128), (32, 64)):

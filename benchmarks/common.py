@@ -1,0 +1,74 @@
+"""What every benchmark here does first: parse the command line, run the recipe (reusing its cache),
+load its splits; and how it times models: interleaved, so drift on a noisy machine hits all alike."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Prepared:
+    args: argparse.Namespace
+    loaded: object  # compress.recipe.LoadedRecipe
+    outcome: object  # compress.runner.RunOutcome
+    splits: dict
+    num_labels: int
+    reporter: object
+
+    def evaluate(self, artifact) -> dict:
+        """Test-split metrics of one artifact in its own runtime (no latency)."""
+        from compress.evaluate import evaluate_artifact
+
+        return evaluate_artifact(
+            artifact,
+            self.splits["test"],
+            num_labels=self.num_labels,
+            max_length=self.loaded.recipe.data.max_length,
+            spec=self.loaded.recipe.evaluation,
+            shapes=[],
+            progress=self.reporter,
+        )
+
+
+def prepare(name: str, rounds: int, needs: tuple[str, ...]) -> Prepared:
+    from compress import runner
+    from compress.data import load_splits, num_labels
+    from compress.progress import Reporter
+    from compress.recipe import load_recipe
+
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
+    parser.add_argument("recipe", type=Path)
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--json", type=Path, default=Path(f"benchmarks/results/{name}.json"))
+    args = parser.parse_args()
+    loaded = load_recipe(args.recipe)
+    missing = [t for t in needs if getattr(loaded.recipe, t) is None]
+    if missing:
+        sys.exit(f"error: {args.recipe} needs the tables: {', '.join(f'[{t}]' for t in missing)}")
+    reporter = Reporter()
+    outcome = runner.run(loaded, reporter=reporter)
+    splits = load_splits(loaded.recipe.data)
+    return Prepared(args, loaded, outcome, splits, num_labels(loaded.recipe.data, splits["train"]), reporter)
+
+
+def interleaved_latency(predictors: dict, batch: int, sequence: int, rounds: int) -> dict[str, list[float]]:
+    """Milliseconds per call of each predictor at batch x sequence, the predictors taking turns."""
+    rng = np.random.default_rng(0)
+    ids = rng.integers(1000, 30000, size=(batch, sequence), dtype=np.int64)
+    feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    for predict in predictors.values():  # warm-up
+        for _ in range(5):
+            predict(feed)
+    times: dict[str, list[float]] = {name: [] for name in predictors}
+    for _ in range(rounds):
+        for name, predict in predictors.items():
+            start = time.perf_counter()
+            predict(feed)
+            times[name].append((time.perf_counter() - start) * 1000)
+    return times
