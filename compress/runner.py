@@ -372,7 +372,7 @@ def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> 
 def _drop_statistics(target, recipe, state: RunState, evaluation, baseline, labels, n_labels):
     """Paired against the FP32 reference's predictions when the baseline is that model's metric;
     from the candidate's own sampling error when the baseline is a pinned number."""
-    kwargs = dict(
+    settings = stats.Bootstrap(
         metric=recipe.evaluation.metric,
         num_labels=n_labels,
         confidence=target.confidence,
@@ -381,8 +381,8 @@ def _drop_statistics(target, recipe, state: RunState, evaluation, baseline, labe
     )
     if recipe.evaluation.baseline is None and state.baseline is not None:
         reference = state.baseline["evaluation"]["predictions"]
-        return stats.paired_drop(labels, reference, evaluation["predictions"], **kwargs)
-    return stats.unpaired_drop(baseline, labels, evaluation["predictions"], **kwargs)
+        return stats.paired_drop(labels, reference, evaluation["predictions"], settings)
+    return stats.unpaired_drop(baseline, labels, evaluation["predictions"], settings)
 
 
 def _stage_budget_breach(spec, new: list[Artifact], state: RunState, recipe) -> str | None:

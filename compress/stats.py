@@ -50,78 +50,71 @@ def mcnemar_exact_p(b: int, c: int) -> float:
     return min(1.0, 2 * tail)
 
 
-def _bootstrap_indices(rows: int, resamples: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, rows, size=(resamples, rows))
+@dataclass(frozen=True)
+class Bootstrap:
+    """How an interval is computed: which metric, at what confidence, from how many seeded resamples."""
+
+    metric: str = "accuracy"
+    num_labels: int = 2
+    confidence: float = 0.95
+    resamples: int = 2000
+    seed: int = 0
+
+    def metric_fn(self):
+        return _metric_fn(self.metric, self.num_labels)
+
+    def indices(self, rows: int) -> np.ndarray:
+        if rows == 0:
+            raise ValueError("no rows: a drop on an empty set is undefined")
+        return np.random.default_rng(self.seed).integers(0, rows, size=(self.resamples, rows))
+
+    def interval(self, samples: np.ndarray) -> tuple[float, float]:
+        low, high = np.percentile(samples, [(1 - self.confidence) / 2 * 100, (1 + self.confidence) / 2 * 100])
+        return float(low), float(high)
 
 
-def paired_drop(
-    labels,
-    reference,
-    candidate,
-    *,
-    metric: str = "accuracy",
-    num_labels: int = 2,
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> PairedDrop:
+def paired_drop(labels, reference, candidate, settings: Bootstrap = Bootstrap()) -> PairedDrop:
     """Paired bootstrap percentile interval of reference metric - candidate metric, in points."""
     labels, reference, candidate = (np.asarray(a) for a in (labels, reference, candidate))
-    if len(labels) == 0:
-        raise ValueError("no rows: a drop on an empty set is undefined")
     if not (len(labels) == len(reference) == len(candidate)):
         raise ValueError("labels, reference and candidate must cover the same rows")
-    fn = _metric_fn(metric, num_labels)
+    idx = settings.indices(len(labels))
+    fn = settings.metric_fn()
     drop = (fn(labels, reference) - fn(labels, candidate)) * 100
-    idx = _bootstrap_indices(len(labels), resamples, seed)
-    if metric == "accuracy":  # vectorised: per-row correctness, resampled together
+    if settings.metric == "accuracy":  # vectorised: per-row correctness, resampled together
         ref_right = (reference == labels).astype(np.float64)
         cand_right = (candidate == labels).astype(np.float64)
         samples = (ref_right[idx].mean(axis=1) - cand_right[idx].mean(axis=1)) * 100
     else:
         samples = np.array([(fn(labels[i], reference[i]) - fn(labels[i], candidate[i])) * 100 for i in idx])
-    low, high = np.percentile(samples, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
+    low, high = settings.interval(samples)
     b = int(((reference == labels) & (candidate != labels)).sum())
     c = int(((reference != labels) & (candidate == labels)).sum())
     return PairedDrop(
         drop=round(float(drop), 6),
-        low=round(float(low), 6),
-        high=round(float(high), 6),
-        confidence=confidence,
+        low=round(low, 6),
+        high=round(high, 6),
+        confidence=settings.confidence,
         rows=len(labels),
         disagreements=int((reference != candidate).sum()),
         reference_right_candidate_wrong=b,
         reference_wrong_candidate_right=c,
-        mcnemar_p=round(mcnemar_exact_p(b, c), 6) if metric == "accuracy" else None,
+        mcnemar_p=round(mcnemar_exact_p(b, c), 6) if settings.metric == "accuracy" else None,
         paired=True,
     )
 
 
-def unpaired_drop(
-    baseline: float,
-    labels,
-    candidate,
-    *,
-    metric: str = "accuracy",
-    num_labels: int = 2,
-    confidence: float = 0.95,
-    resamples: int = 2000,
-    seed: int = 0,
-) -> PairedDrop:
+def unpaired_drop(baseline: float, labels, candidate, settings: Bootstrap = Bootstrap()) -> PairedDrop:
     """For a pinned baseline number: the interval comes from the candidate's own sampling error."""
     labels, candidate = np.asarray(labels), np.asarray(candidate)
-    if len(labels) == 0:
-        raise ValueError("no rows: a drop on an empty set is undefined")
-    fn = _metric_fn(metric, num_labels)
-    value = fn(labels, candidate)
-    idx = _bootstrap_indices(len(labels), resamples, seed)
-    samples = np.array([fn(labels[i], candidate[i]) for i in idx])
-    low_m, high_m = np.percentile(samples, [(1 - confidence) / 2 * 100, (1 + confidence) / 2 * 100])
+    idx = settings.indices(len(labels))
+    fn = settings.metric_fn()
+    low_m, high_m = settings.interval(np.array([fn(labels[i], candidate[i]) for i in idx]))
     return PairedDrop(
-        drop=round((baseline - value) * 100, 6),
-        low=round(float((baseline - high_m) * 100), 6),
-        high=round(float((baseline - low_m) * 100), 6),
-        confidence=confidence,
+        drop=round((baseline - fn(labels, candidate)) * 100, 6),
+        low=round((baseline - high_m) * 100, 6),
+        high=round((baseline - low_m) * 100, 6),
+        confidence=settings.confidence,
         rows=len(labels),
         disagreements=0,
         reference_right_candidate_wrong=0,

@@ -37,7 +37,7 @@ def judge_levels(decision: str) -> list[dict]:
         candidate = degrade(labels, reference, level, rng)
         true_drop = ((reference == labels).mean() - (candidate == labels).mean()) * 100
         rows = rng.choice(POOL, SAMPLE, replace=False)
-        paired = stats.paired_drop(labels[rows], reference[rows], candidate[rows], seed=0)
+        paired = stats.paired_drop(labels[rows], reference[rows], candidate[rows], stats.Bootstrap(seed=0))
         base = float((reference[rows] == labels[rows]).mean())
         cand = float((candidate[rows] == labels[rows]).mean())
         result = gates.accuracy_gate(

@@ -19,7 +19,7 @@ def test_discordant_counts_and_direction():
     candidate = reference.copy()
     candidate[:6] = 1  # reference right, candidate wrong
     reference[50:52] = 1  # reference wrong, candidate right
-    result = stats.paired_drop(labels, reference, candidate, resamples=500)
+    result = stats.paired_drop(labels, reference, candidate, stats.Bootstrap(resamples=500))
     assert result.drop == pytest.approx(4.0)
     assert (result.reference_right_candidate_wrong, result.reference_wrong_candidate_right) == (6, 2)
     assert result.disagreements == 8
@@ -43,13 +43,15 @@ def test_pairing_narrows_the_interval():
 def test_interval_is_seeded():
     rng = np.random.default_rng(1)
     labels, a, b = (rng.integers(0, 2, 300) for _ in range(3))
-    assert stats.paired_drop(labels, a, b, seed=3) == stats.paired_drop(labels, a, b, seed=3)
+    assert stats.paired_drop(labels, a, b, stats.Bootstrap(seed=3)) == stats.paired_drop(
+        labels, a, b, stats.Bootstrap(seed=3)
+    )
 
 
 def test_macro_f1_interval():
     rng = np.random.default_rng(2)
     labels, a, b = (rng.integers(0, 3, 200) for _ in range(3))
-    result = stats.paired_drop(labels, a, b, metric="macro_f1", num_labels=3, resamples=200)
+    result = stats.paired_drop(labels, a, b, stats.Bootstrap(metric="macro_f1", num_labels=3, resamples=200))
     assert result.low <= result.drop <= result.high and result.mcnemar_p is None
 
 
