@@ -36,7 +36,7 @@ class Prepared:
         )
 
 
-def prepare(name: str, rounds: int, needs: tuple[str, ...]) -> Prepared:
+def prepare(name: str, rounds: int, needs: tuple[str, ...], add_arguments=None) -> Prepared:
     from compress import runner
     from compress.data import load_splits, num_labels
     from compress.progress import Reporter
@@ -46,6 +46,8 @@ def prepare(name: str, rounds: int, needs: tuple[str, ...]) -> Prepared:
     parser.add_argument("recipe", type=Path)
     parser.add_argument("--rounds", type=int, default=rounds)
     parser.add_argument("--json", type=Path, default=Path(f"benchmarks/results/{name}.json"))
+    if add_arguments is not None:
+        add_arguments(parser)
     args = parser.parse_args()
     loaded = load_recipe(args.recipe)
     missing = [t for t in needs if getattr(loaded.recipe, t) is None]

@@ -1,10 +1,13 @@
 """compress's INT8 vs FP32 ONNX vs ONNX Runtime's plain `quantize_dynamic`, side by side in one process.
 
-    python -m benchmarks.quantize recipes/sst2-minilm-int8.toml [--rounds 60] [--json PATH]
+    python -m benchmarks.quantize recipes/sst2-minilm-int8.toml \
+        [--pruned recipes/sst2-minilm-pruned-int8.toml] [--rounds 60] [--json PATH]
 
 Runs the recipe (reusing its cache), quantizes the same FP32 ONNX model with plain
-`quantize_dynamic` (QInt8 weights, defaults, as its documentation shows a user), evaluates all three
-on the test split and times them at 1x128 and 32x64 with repeats interleaved.
+`quantize_dynamic` (QInt8 weights, defaults, as its documentation shows a user), evaluates all of
+them on the test split and times them at 1x128 and 32x64 with repeats interleaved. With `--pruned`,
+that recipe's pruned FP32 and pruned INT8 models join the same table and timing rounds. Each INT8
+model is also compared with its FP32 model at batch x sequence 1x16, 1x128, 8x64 and 32x256.
 """
 
 from __future__ import annotations
@@ -20,18 +23,36 @@ import numpy as np
 
 from benchmarks.common import interleaved_latency, prepare
 
+SHAPES = ["1x16", "1x128", "8x64", "32x256"]
+
 
 def main() -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from compress import runner
     from compress.environment import cpu_info
+    from compress.modeling import load_tokenizer
+    from compress.recipe import load_recipe
     from compress.runtimes import RUNTIMES
+    from compress.shapes import shape_matrix
     from compress.stages import Artifact
 
-    run = prepare("quantize", rounds=60, needs=("export", "quantize"))
+    def more(parser):
+        parser.add_argument("--pruned", type=Path, help="a recipe with [prune] and [quantize]")
+
+    run = prepare("quantize", rounds=60, needs=("export", "quantize"), add_arguments=more)
     args = run.args
     fp32 = run.outcome.artifacts["export"][0]
     ours = run.outcome.artifacts["quantize"][0]
+    int8_of = {"compress INT8": "FP32 ONNX"}
+    pruned = {}
+    if args.pruned:
+        outcome = runner.run(load_recipe(args.pruned), reporter=run.reporter)
+        pruned = {
+            "pruned FP32 ONNX": outcome.artifacts["export"][0],
+            "compress pruned + INT8": outcome.artifacts["quantize"][0],
+        }
+        int8_of["compress pruned + INT8"] = "pruned FP32 ONNX"
 
     with tempfile.TemporaryDirectory() as tmp:
         plain_dir = Path(tmp) / "plain"
@@ -46,12 +67,19 @@ def main() -> int:
             "FP32 ONNX": fp32,
             "plain quantize_dynamic": Artifact("onnx", "onnxruntime", "int8", plain_dir),
             "compress INT8": ours,
+            **pruned,
         }
         rows = {}
         for name, artifact in models.items():
             evaluation = run.evaluate(artifact)
             rows[name] = {"accuracy": evaluation["accuracy"], "mb": round(evaluation["size_bytes"] / 1e6, 1)}
         predictors = {name: RUNTIMES["onnxruntime"](a.path) for name, a in models.items()}
+        tokenizer = load_tokenizer(fp32.path)
+        texts = run.splits["test"].texts
+        matrices = {
+            name: shape_matrix(predictors[ref], predictors[name], tokenizer, texts, SHAPES, rows=256)
+            for name, ref in int8_of.items()
+        }
         for batch, seq in ((1, 128), (32, 64)):
             for name, t in interleaved_latency(predictors, batch, seq, rounds=args.rounds).items():
                 rows[name][f"{batch}x{seq}_ms"] = round(float(np.median(t)), 2)
@@ -62,25 +90,45 @@ def main() -> int:
         "speedup_vs_fp32_1x128": round(fp["1x128_ms"] / int8["1x128_ms"], 2),
         "speedup_vs_plain_dynamic_1x128": round(plain["1x128_ms"] / int8["1x128_ms"], 2),
         "speedup_vs_plain_dynamic_32x64": round(plain["32x64_ms"] / int8["32x64_ms"], 2),
+        "min_label_agreement_across_shapes": {
+            name: min(r["label_agreement"] or 0.0 for r in m.values()) for name, m in matrices.items()
+        },
     }
+    if pruned:
+        both = rows["compress pruned + INT8"]
+        drop = round((fp["accuracy"] - both["accuracy"]) * 100, 2)
+        summary["pruned_int8_drop_vs_unpruned_fp32_points"] = drop
+        summary["pruned_int8_speedup_vs_unpruned_fp32_1x128"] = round(fp["1x128_ms"] / both["1x128_ms"], 2)
+        summary["pruned_int8_speedup_vs_unpruned_fp32_32x64"] = round(fp["32x64_ms"] / both["32x64_ms"], 2)
+    command = f"python -m benchmarks.quantize {args.recipe}" + (f" --pruned {args.pruned}" if pruned else "")
     result = {
         "date": datetime.now(UTC).date().isoformat(),
-        "command": f"python -m benchmarks.quantize {args.recipe} --rounds {args.rounds}",
+        "command": f"{command} --rounds {args.rounds}",
         "cpu": cpu_info(),
         "threads": os.cpu_count(),
         "models": rows,
+        "shape_matrix": matrices,
         "summary": summary,
     }
     print(f"\n{args.recipe} — {result['cpu']['model']}, {result['threads']} threads, {result['date']}")
     print(f"{'model':24} {'accuracy':>9} {'1x128 ms':>9} {'32x64 ms':>9} {'MB':>6}")
     for name, r in rows.items():
         print(f"{name:24} {r['accuracy']:>9.4f} {r['1x128_ms']:>9.2f} {r['32x64_ms']:>9.1f} {r['mb']:>6.1f}")
+    print(f"\nlabel agreement with the FP32 model, by batch x sequence ({' / '.join(SHAPES)}):")
+    for name, m in matrices.items():
+        print(f"{name:24} " + " / ".join(f"{m[s]['label_agreement'] or 0:.2%}" for s in SHAPES))
     print(
-        f"INT8 drop {summary['drop_vs_fp32_points']:+.2f} pt; "
+        f"\nINT8 drop {summary['drop_vs_fp32_points']:+.2f} pt; "
         f"{summary['speedup_vs_fp32_1x128']:.2f}x vs FP32 "
         f"at 1x128; vs plain quantize_dynamic {summary['speedup_vs_plain_dynamic_1x128']:.2f}x at 1x128, "
         f"{summary['speedup_vs_plain_dynamic_32x64']:.2f}x at 32x64"
     )
+    if pruned:
+        print(
+            f"pruned + INT8 drop {summary['pruned_int8_drop_vs_unpruned_fp32_points']:+.2f} pt vs unpruned "
+            f"FP32; {summary['pruned_int8_speedup_vs_unpruned_fp32_1x128']:.2f}x faster at 1x128, "
+            f"{summary['pruned_int8_speedup_vs_unpruned_fp32_32x64']:.2f}x at 32x64"
+        )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     return 0

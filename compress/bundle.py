@@ -148,6 +148,7 @@ def render_report(m: dict) -> str:
         lines.append(f"| {s['name']} | {s['status']} | {_fmt(s.get('seconds'), '.1f')} | {cached} |")
         if s.get("reason"):
             lines.append(f"| | ↳ {s['reason']} | | |")
+        lines += [f"| | ↳ {note} | | |" for note in (s.get("metrics") or {}).get("notes", [])]
     env = m["environment"]
     lines += [
         "",

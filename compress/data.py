@@ -178,11 +178,12 @@ def tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     return tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
 
 
-def pad_batch(ids: list[list[int]], pad_id: int) -> dict:
-    """Numpy int64 arrays padded to the batch's longest row (what both runtimes consume)."""
+def pad_batch(ids: list[list[int]], pad_id: int, width: int | None = None) -> dict:
+    """Numpy int64 arrays padded to the batch's longest row, or to `width` (what both runtimes
+    consume)."""
     import numpy as np
 
-    width = max(len(r) for r in ids)
+    width = width or max(len(r) for r in ids)
     input_ids = np.full((len(ids), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(ids), width), dtype=np.int64)
     for i, row in enumerate(ids):

@@ -14,7 +14,7 @@ _DECIMALS = 9
 
 @dataclass(frozen=True)
 class GateResult:
-    gate: str  # "built" | "accuracy" | "agreement" | "latency" | "size"
+    gate: str  # "built" | "stage" | "accuracy" | "agreement" | "latency" | "size"
     passed: bool
     value: float | None
     limit: float | None
@@ -90,6 +90,11 @@ def upper_bound_gate(gate: str, value: float, limit: float, unit: str) -> GateRe
     return GateResult(
         gate, passed, value, limit, f"{gate} {value:.2f} {unit} {how} budget {limit:.2f} {unit}{over}"
     )
+
+
+def stage_failed(stage: str, reason: str) -> GateResult:
+    """The artifact exists but the stage that made it missed its own check: best effort, not a pass."""
+    return GateResult("stage", False, None, None, f"best-effort artifact: stage '{stage}' failed: {reason}")
 
 
 def not_built(reason: str) -> GateResult:

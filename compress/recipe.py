@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from compress.errors import CompressError
 from compress.hashing import json_sha256
@@ -142,7 +142,18 @@ class QuantizeSpec(_Strict):
     op_types: list[str] | None = None  # ONNX op types to quantize; all that ONNX Runtime can when absent
     isa: Literal["auto", "avx512_vnni", "avx2", "arm64"] = "auto"
     fuse: bool = True
+    # points against the FP32 ONNX model on the dev rows; a miss starts the FP32 fallback
     max_accuracy_drop: float | None = None
+    max_trials: int = Field(6, ge=1, le=32)  # quantize attempts, the fully INT8 one included
+    # batch x sequence shapes at which the INT8 model must answer like the FP32 one
+    check_shapes: list[Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*x[1-9][0-9]*$")]] = [
+        "1x16",
+        "1x128",
+        "8x64",
+        "32x256",
+    ]
+    check_rows: int = Field(256, ge=1)  # test rows per shape
+    min_label_agreement: float = Field(0.99, ge=0, le=1)
 
 
 class EvaluationSpec(_Strict):

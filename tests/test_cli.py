@@ -56,6 +56,37 @@ def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
     assert manifest["stages"][2]["metrics"]["parity"]["max_abs_logit_diff"] < 1e-3
 
 
+def test_int8_answers_like_fp32_at_every_checked_shape(first_run, out):
+    manifest = load_manifest(out / "smoke" / "latest")
+    quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
+    matrix = quantize["metrics"]["shape_matrix"]
+    assert set(matrix) == {"1x16", "1x128", "8x64", "32x256"}
+    for r in matrix.values():
+        assert r["error"] is None and r["label_agreement"] >= 0.99 and r["rows"] >= 32
+
+
+def test_quantize_budget_no_trial_can_meet_exits_1_with_best_effort_artifact(first_run, out, recipes):
+    budget = 'mode = "dynamic"\nmax_accuracy_drop = -5.0\nmax_trials = 3'
+    recipe = recipes("int8-impossible", **{'mode = "dynamic"': budget})
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    bundle = out / "int8-impossible" / "latest"
+    manifest = load_manifest(bundle)
+    quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
+    assert quantize["status"] == "failed"
+    assert "no trial met quantize.max_accuracy_drop -5.00" in quantize["reason"]
+    trials = quantize["metrics"]["fallback"]["trials"]
+    assert [len(t["fp32_layers"]) for t in trials] == [0, 1, 2]
+    assert not any(t["passed"] for t in trials)
+    # the most sensitive layer comes first and is named in each later trial
+    assert trials[2]["fp32_layers"][0] == trials[1]["fp32_layers"][0]
+    int8 = next(t for t in manifest["targets"] if t["name"] == "x86-onnxruntime-int8")
+    assert int8["verdict"] == "fail" and (bundle / int8["artifact"] / "model.onnx").is_file()
+    assert any(g["gate"] == "stage" and "best-effort" in g["message"] for g in int8["gates"])
+    failures = [f.get("message") for f in ET.parse(bundle / "junit.xml").getroot().iter("failure")]
+    assert any("no trial met" in m for m in failures)
+
+
 def test_second_run_reuses_every_stage(first_run, out):
     recipe, _ = first_run
     result = run_cli("run", str(recipe), "--out", str(out))

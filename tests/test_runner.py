@@ -37,6 +37,8 @@ def test_packaged_minilm_small_run(tmp_path):
             "learning_rate = 1e-3": "learning_rate = 1e-4",
             "max_accuracy_drop = 5.0": "max_accuracy_drop = 100.0",
             "max_size_mb = 50": "max_size_mb = 200",
+            # an undertrained model's logits sit near the boundary: INT8 flips some of them
+            'mode = "dynamic"': 'mode = "dynamic"\nmin_label_agreement = 0.5\ncheck_rows = 64',
         }
     )
     recipe = tmp_path / "minilm.toml"

@@ -49,8 +49,14 @@ class StageContext:
 
 @dataclass
 class StageResult:
+    """What a stage made. `failure` marks a stage that made its artifacts but missed its own check
+    (e.g. no quantization trial met the budget): they are still evaluated and written to the bundle
+    as best effort, and the stage fails the run. A stage with nothing worth keeping raises
+    StageFailed instead."""
+
     artifacts: list[NewArtifact]
     metrics: dict = field(default_factory=dict)
+    failure: str | None = None
 
 
 # Pipeline order. Each name is also the recipe table that switches the stage on and the module

@@ -1,0 +1,84 @@
+"""Accuracy-aware fallback: keep the most sensitive layers in FP32 until the budget holds.
+
+The budget is two numbers: the accuracy drop against the FP32 model, and the share of rows whose
+label must stay the same (a model can keep its accuracy while answering differently on many rows).
+Pure search over a ranking; the quantize stage supplies the two expensive steps (ranking layers by
+how much they hurt when quantized, and trying a set of FP32 layers on the dev rows), so the plan
+itself is table-tested without a model. Unlike Neural Compressor's `autotune`, a search in which no
+trial meets the budget does not pass quietly: it returns the best effort with `met = False`, and the
+stage turns that into a failure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from compress.gates import accuracy_drop_points
+
+
+@dataclass(frozen=True)
+class Trial:
+    fp32_layers: tuple[str, ...]  # layers kept in FP32, most sensitive first
+    drop: float  # points against the FP32 model on the dev rows
+    agreement: float  # share of dev rows labelled as the FP32 model labels them
+    passed: bool
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "fp32_layers": list(self.fp32_layers)}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    trials: list[Trial]
+    chosen: Trial
+    met: bool
+
+
+def fp32_counts(candidates: int, max_trials: int) -> list[int]:
+    """How many layers each trial keeps in FP32: 0, 1, 2, 4, ...
+
+    Doubling finds a workable split in about log2(n) trials where one-by-one would take n; the
+    count stays below the number of candidates, because keeping all of them is the FP32 model.
+    """
+    counts, k = [0], 1
+    while len(counts) < max_trials and k < candidates:
+        counts.append(k)
+        k *= 2
+    return counts
+
+
+def search(
+    *,
+    reference_accuracy: float,
+    budget: float | None,
+    min_agreement: float | None,
+    max_trials: int,
+    candidates: int,
+    rank: Callable[[], list[str]],
+    evaluate: Callable[[tuple[str, ...]], tuple[float, float]],
+) -> SearchResult:
+    """Try 0, 1, 2, 4, ... of the most sensitive layers in FP32, stopping at the first that keeps
+    both the accuracy drop within `budget` and label agreement at or above `min_agreement`.
+
+    `evaluate(fp32_layers)` returns (accuracy, agreement with the FP32 model). `rank()` is called
+    only if the fully quantized model misses (it is the costly part). With neither limit only the
+    fully quantized trial runs. When nothing passes the chosen trial is the one with the smallest
+    drop, then the highest agreement, then the fewest FP32 layers.
+    """
+    limited = budget is not None or min_agreement is not None
+    trials: list[Trial] = []
+    ranking: list[str] | None = None
+    for count in fp32_counts(candidates, max_trials if limited else 1):
+        if count and ranking is None:
+            ranking = rank()
+        layers = tuple(ranking[:count]) if count else ()
+        accuracy, agreement = evaluate(layers)
+        drop = accuracy_drop_points(reference_accuracy, accuracy)
+        passed = (budget is None or drop <= budget) and (min_agreement is None or agreement >= min_agreement)
+        trial = Trial(layers, drop, agreement, passed)
+        trials.append(trial)
+        if trial.passed:
+            return SearchResult(trials, trial, True)
+    best = min(trials, key=lambda t: (t.drop, -t.agreement, len(t.fp32_layers)))
+    return SearchResult(trials, best, False)

@@ -1,0 +1,61 @@
+"""Shape matrix: does a model still answer like its reference at every batch x sequence it may see?
+
+Graph optimisation and quantization can break dynamic axes or change results only at some shapes
+(a fused attention mask path taken only for long sequences, a kernel chosen by batch size). Rows are
+truncated to the sequence length and padded to exactly it, so every shape is exercised as named.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compress.data import pad_batch, tokenize
+
+
+def parse_shape(text: str) -> tuple[int, int]:
+    batch, seq = text.lower().split("x")
+    return int(batch), int(seq)
+
+
+def shape_matrix(reference, candidate, tokenizer, texts: list[str], shapes: list[str], rows: int) -> dict:
+    """Per shape "BxS": rows compared, label agreement with the reference, max |Δlogit|, and
+    the error if the candidate could not run the shape or answered in the wrong shape."""
+    pad_id = tokenizer.pad_token_id or 0
+    out = {}
+    for shape in shapes:
+        batch_size, seq = parse_shape(shape)
+        ids = tokenize(tokenizer, texts[:rows], seq)
+        agree, seen, max_diff, error = 0, 0, 0.0, None
+        for start in range(0, len(ids) - batch_size + 1, batch_size):  # full batches only
+            batch = pad_batch(ids[start : start + batch_size], pad_id, width=seq)
+            ref = reference(batch)
+            try:
+                cand = candidate(batch)
+            except Exception as exc:  # a graph that cannot run this shape: that is the finding
+                error = f"fails to run: {str(exc).splitlines()[0][:200]}"
+                break
+            if cand.shape != ref.shape:
+                error = f"output shape {cand.shape}, expected {ref.shape}"
+                break
+            max_diff = max(max_diff, float(np.abs(ref - cand).max()))
+            agree += int((ref.argmax(-1) == cand.argmax(-1)).sum())
+            seen += batch_size
+        out[shape] = {
+            "rows": seen,
+            "label_agreement": agree / seen if seen and error is None else None,
+            "max_abs_logit_diff": max_diff,
+            "error": error,
+        }
+    return out
+
+
+def matrix_problems(matrix: dict, min_label_agreement: float) -> list[str]:
+    problems = []
+    for shape, r in matrix.items():
+        if r["error"]:
+            problems.append(f"{shape}: {r['error']}")
+        elif r["label_agreement"] is None:
+            problems.append(f"{shape}: not enough rows for one batch")
+        elif r["label_agreement"] < min_label_agreement:
+            problems.append(f"{shape}: label agreement {r['label_agreement']:.4f} < {min_label_agreement}")
+    return problems
