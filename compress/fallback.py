@@ -75,7 +75,9 @@ def search(
         layers = tuple(ranking[:count]) if count else ()
         accuracy, agreement = evaluate(layers)
         drop = accuracy_drop_points(reference_accuracy, accuracy)
-        passed = (budget is None or drop <= budget) and (min_agreement is None or agreement >= min_agreement)
+        # rounded like the gates, so 995/1000 meets 1 - (1 - 0.99) / 2 despite float noise
+        agrees = min_agreement is None or round(agreement, 9) >= round(min_agreement, 9)
+        passed = (budget is None or drop <= budget) and agrees
         trial = Trial(layers, drop, agreement, passed)
         trials.append(trial)
         if trial.passed:

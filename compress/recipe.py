@@ -20,6 +20,7 @@ from compress.hashing import json_sha256
 PACKAGED_MODELS = ("all-MiniLM-L6-v2",)
 Runtime = Literal["torch", "onnxruntime", "tensorrt"]
 Precision = Literal["fp32", "fp16", "int8"]
+Isa = Literal["auto", "avx512_vnni", "avx2", "arm64"]  # the CPU family INT8 kernels are chosen for
 PositiveFloat = Annotated[float, Field(gt=0)]
 # Strict models refuse "32" for an int; paths are the one place a string must become something else
 PathField = Annotated[Path, Field(strict=False)]
@@ -140,7 +141,7 @@ class QuantizeSpec(_Strict):
     calibration_rows: int = Field(256, ge=1)  # from the dev split, never the test split
     per_channel: bool = False
     op_types: list[str] | None = None  # ONNX op types to quantize; all that ONNX Runtime can when absent
-    isa: Literal["auto", "avx512_vnni", "avx2", "arm64"] = "auto"
+    isa: Isa = "auto"  # for INT8 targets that do not name their own
     fuse: bool = True
     # points against the FP32 ONNX model on the dev rows; a miss starts the FP32 fallback
     max_accuracy_drop: float | None = None
@@ -152,7 +153,7 @@ class QuantizeSpec(_Strict):
         "8x64",
         "32x256",
     ]
-    check_rows: int = Field(256, ge=1)  # test rows per shape
+    check_rows: int | None = Field(None, ge=1)  # test rows per shape; all of them when absent
     min_label_agreement: float = Field(0.99, ge=0, le=1)
 
 
@@ -179,6 +180,7 @@ class Target(_Strict):
     decision: Literal["point", "upper"] = "point"
     confidence: float = Field(0.95, ge=0.5, le=0.999)
     required: bool = True
+    isa: Isa | None = None  # onnxruntime/int8 only: build this target's INT8 for that CPU family
 
 
 class OutputSpec(_Strict):
@@ -363,6 +365,11 @@ def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
             problems.append(f"{where}: target '{target.name}' needs an ONNX model: add an [export] table")
         elif stage == "quantize" and recipe.quantize is None:
             problems.append(f"{where}: target '{target.name}' needs INT8: add a [quantize] table")
+        if target.isa is not None and stage != "quantize":
+            problems.append(
+                f"{_where(('targets', i, 'isa'), text)}: target '{target.name}': isa applies only to "
+                "onnxruntime/int8 targets"
+            )
     return problems
 
 

@@ -1,7 +1,8 @@
 """Run a recipe: stages in order, each cached by content, every artifact evaluated, targets gated.
 
 The runner knows no stage by name: it walks `compress.stages.STAGES`, runs the ones whose table
-is in the recipe, and matches artifacts to targets by (runtime, precision).
+is in the recipe, and matches artifacts to targets: an artifact built for named targets (`serves`)
+goes to those, any other by (runtime, precision).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from compress.modeling import build_source_model
 from compress.progress import Reporter
 from compress.recipe import LoadedRecipe
 from compress.runtimes import versions
-from compress.stages import STAGES, Artifact, StageContext, stage_function
+from compress.stages import STAGES, Artifact, StageContext, stage_function, stage_reads
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RunState:
     artifacts: dict[str, Artifact] = field(default_factory=dict)  # kind -> latest
     by_stage: dict[str, list[Artifact]] = field(default_factory=dict)  # what each stage made
     by_target: dict[tuple[str, str], tuple[Artifact, dict, str]] = field(default_factory=dict)
+    by_name: dict[str, tuple[Artifact, dict, str]] = field(default_factory=dict)  # built for one target
     evaluations: dict[str, dict] = field(default_factory=dict)  # artifact sha256 -> evaluation
     stages: list[dict] = field(default_factory=list)
     baseline: dict | None = None
@@ -100,6 +102,7 @@ def run(
             {
                 "stage": name,
                 "spec": spec.model_dump(mode="json"),
+                "reads": stage_reads(name, recipe),
                 "data": data_id,
                 "inputs": {k: a.sha256 for k, a in sorted(state.artifacts.items())},
                 "versions": env["versions"],
@@ -142,7 +145,14 @@ def run(
                 failed = True
                 continue
         new = [
-            Artifact(a["kind"], a["runtime"], a["precision"], folder / a["folder"], a["sha256"])
+            Artifact(
+                a["kind"],
+                a["runtime"],
+                a["precision"],
+                folder / a["folder"],
+                a["sha256"],
+                tuple(a.get("serves", ())),
+            )
             for a in record["artifacts"]
         ]
         stage_entry = {
@@ -161,6 +171,7 @@ def run(
             evaluation = _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, reporter)
             state.evaluations[artifact.sha256] = evaluation
             state.by_target[(artifact.runtime, artifact.precision)] = (artifact, evaluation, name)
+            state.by_name.update({target: (artifact, evaluation, name) for target in artifact.serves})
             stage_entry["evaluations"].append({k: v for k, v in evaluation.items() if k != "predictions"})
             if state.baseline is None and (artifact.runtime, artifact.precision) == ("torch", "fp32"):
                 state.baseline = {"stage": name, "artifact": artifact, "evaluation": evaluation}
@@ -171,7 +182,7 @@ def run(
             failed = True
         state.by_stage[name] = new
         stage_entry["artifacts"] = [
-            {k: a[k] for k in ("kind", "runtime", "precision", "folder", "sha256", "bytes")}
+            {k: a.get(k) for k in ("kind", "runtime", "precision", "folder", "serves", "sha256", "bytes")}
             for a in record["artifacts"]
         ]
         state.stages.append(stage_entry)
@@ -213,6 +224,7 @@ def _run_stage(name, spec, loaded, splits, state, tmp: Path, *, reporter) -> dic
                 "runtime": a.runtime,
                 "precision": a.precision,
                 "folder": a.folder,
+                "serves": list(a.serves),
                 "sha256": tree_sha256(tmp / a.folder),
                 "bytes": sum(f.stat().st_size for f in (tmp / a.folder).rglob("*") if f.is_file()),
             }
@@ -322,7 +334,7 @@ def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> 
             "size_mb": None,
             "artifact": None,
         }
-        made = state.by_target.get((target.runtime, target.precision))
+        made = state.by_name.get(target.name) or state.by_target.get((target.runtime, target.precision))
         if made is None or baseline is None:
             why = (
                 _why_not_built(target, state)

@@ -17,7 +17,9 @@ def parse_shape(text: str) -> tuple[int, int]:
     return int(batch), int(seq)
 
 
-def shape_matrix(reference, candidate, tokenizer, texts: list[str], shapes: list[str], rows: int) -> dict:
+def shape_matrix(
+    reference, candidate, tokenizer, texts: list[str], shapes: list[str], rows: int | None, advance=None
+) -> dict:
     """Per shape "BxS": rows compared, label agreement with the reference, max |Δlogit|, and
     the error if the candidate could not run the shape or answered in the wrong shape."""
     pad_id = tokenizer.pad_token_id or 0
@@ -46,6 +48,8 @@ def shape_matrix(reference, candidate, tokenizer, texts: list[str], shapes: list
             "max_abs_logit_diff": max_diff,
             "error": error,
         }
+        if advance is not None:
+            advance()
     return out
 
 

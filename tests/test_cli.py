@@ -1,6 +1,7 @@
 """The CLI as a user (and CI) runs it: real subprocesses, real exit codes, one shared cache."""
 
 import hashlib
+import json
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -59,7 +60,8 @@ def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
 def test_int8_answers_like_fp32_at_every_checked_shape(first_run, out):
     manifest = load_manifest(out / "smoke" / "latest")
     quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
-    matrix = quantize["metrics"]["shape_matrix"]
+    (build,) = quantize["metrics"]["builds"].values()
+    matrix = build["shape_matrix"]
     assert set(matrix) == {"1x16", "1x128", "8x64", "32x256"}
     for r in matrix.values():
         assert r["error"] is None and r["label_agreement"] >= 0.99 and r["rows"] >= 32
@@ -75,7 +77,8 @@ def test_quantize_budget_no_trial_can_meet_exits_1_with_best_effort_artifact(fir
     quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
     assert quantize["status"] == "failed"
     assert "no trial met quantize.max_accuracy_drop -5.00" in quantize["reason"]
-    trials = quantize["metrics"]["fallback"]["trials"]
+    (build,) = quantize["metrics"]["builds"].values()
+    trials = build["fallback"]["trials"]
     assert [len(t["fp32_layers"]) for t in trials] == [0, 1, 2]
     assert not any(t["passed"] for t in trials)
     # the most sensitive layer comes first and is named in each later trial
@@ -85,6 +88,29 @@ def test_quantize_budget_no_trial_can_meet_exits_1_with_best_effort_artifact(fir
     assert any(g["gate"] == "stage" and "best-effort" in g["message"] for g in int8["gates"])
     failures = [f.get("message") for f in ET.parse(bundle / "junit.xml").getroot().iter("failure")]
     assert any("no trial met" in m for m in failures)
+
+
+def test_each_named_isa_gets_its_own_int8_build_and_target(first_run, out, recipes):
+    avx2 = (
+        '[[targets]]\nname = "avx2-onnxruntime-int8"\nruntime = "onnxruntime"\nprecision = "int8"\n'
+        'isa = "avx2"\nmax_accuracy_drop = 5.0\n\n[[targets]]\nname = "x86-onnxruntime-int8"\n'
+        'isa = "avx512_vnni"'
+    )
+    recipe = recipes("two-isas", **{'[[targets]]\nname = "x86-onnxruntime-int8"': avx2})
+    result = run_cli("run", str(recipe), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    bundle = out / "two-isas" / "latest"
+    manifest = load_manifest(bundle)
+    quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
+    assert quantize["metrics"]["builds"]["avx2"]["targets"] == ["avx2-onnxruntime-int8"]
+    for name, reduce_range in (("avx2-onnxruntime-int8", True), ("x86-onnxruntime-int8", False)):
+        made = json.loads((bundle / "targets" / name / "quantization.json").read_text())
+        assert made["reduce_range"] is reduce_range  # 7-bit weights only where u8 x s8 can saturate
+    # two different graphs went to the two targets
+    shas = {
+        f["path"].split("/")[1]: f["sha256"] for f in manifest["files"] if f["path"].endswith("model.onnx")
+    }
+    assert shas["avx2-onnxruntime-int8"] != shas["x86-onnxruntime-int8"]
 
 
 def test_second_run_reuses_every_stage(first_run, out):

@@ -107,3 +107,9 @@ def test_agreement_alone_is_a_limit_and_breaks_ties_in_the_best_effort():
     )
     assert not result.met and len(calls["tried"]) == 3
     assert result.chosen.fp32_layers == ("attn0",)
+
+
+def test_agreement_edge_is_inclusive_despite_float_noise():
+    limit = 1 - (1 - 0.93) / 2  # 0.9650000000000001 in floats
+    result, _ = run_search(None, {0: 0.9}, min_agreement=limit, agreement_by_count={0: 965 / 1000})
+    assert result.met

@@ -149,3 +149,20 @@ def test_judge_target_adds_agreement_only_when_budgeted():
     assert [(r.gate, r.passed) for r in results] == [("accuracy", True), ("agreement", False)]
     no_reference = gates.judge_target(**{**kwargs, "disagreements": None}, max_disagreement=0.02)
     assert not no_reference[1].passed
+
+
+def test_a_best_effort_artifact_fails_its_target_even_when_its_figures_pass():
+    figures = gates.judge_target(
+        metric_name="accuracy",
+        baseline=0.9,
+        metric=0.9,
+        max_accuracy_drop=1.0,
+        latency_ms=None,
+        max_latency_ms=None,
+        size_mb=1.0,
+        max_size_mb=None,
+    )
+    assert gates.target_verdict(figures) == "pass"
+    stage = gates.stage_failed("quantize", "no trial met quantize.max_accuracy_drop -5.00 pt")
+    assert gates.target_verdict([*figures, stage]) == "fail"
+    assert stage.gate == "stage" and stage.message.startswith("best-effort artifact: stage 'quantize' failed")

@@ -148,3 +148,22 @@ def test_prune_plans_that_remove_nothing_or_empty_a_layer_are_refused(write_reci
 def test_prune_plan_accepted(write_recipe):
     loaded = load_recipe(write_recipe(with_prune("heads_fraction = 0.5\nffn_fraction = 0.5")))
     assert loaded.recipe.prune.recovery is not None
+
+
+def test_isa_only_on_int8_onnxruntime_targets(write_recipe):
+    text = smoke_text(**{'name = "torch-fp32"': 'name = "torch-fp32"\nisa = "avx2"'})
+    msg = problems(write_recipe, text)
+    assert "targets[0].isa" in msg and "only to onnxruntime/int8 targets" in msg
+
+
+@pytest.mark.parametrize(
+    "line,needle",
+    [
+        ('check_shapes = ["1x16", "8by64"]', "quantize.check_shapes[1]"),
+        ("max_trials = 0", "quantize.max_trials"),
+        ("min_label_agreement = 1.5", "quantize.min_label_agreement"),
+    ],
+)
+def test_bad_quantize_settings_are_named(write_recipe, line, needle):
+    msg = problems(write_recipe, smoke_text(**{'mode = "dynamic"': f'mode = "dynamic"\n{line}'}))
+    assert needle in msg

@@ -25,6 +25,7 @@ class Artifact:
     precision: str
     path: Path
     sha256: str = ""
+    serves: tuple[str, ...] = ()  # see NewArtifact
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class NewArtifact:
     runtime: str
     precision: str
     folder: str
+    serves: tuple[str, ...] = ()  # target names it is built for; empty: any target of its runtime/precision
 
 
 @dataclass
@@ -66,3 +68,10 @@ STAGES = ("finetune", "prune", "export", "quantize")
 
 def stage_function(name: str) -> Callable[[StageContext], StageResult]:
     return importlib.import_module(f"compress.stages.{name}").run
+
+
+def stage_reads(name: str, recipe: Recipe) -> dict:
+    """What a stage reads from the recipe beyond its own table, for its cache key. A stage module
+    that reads more defines `reads(recipe) -> dict` (e.g. quantize: which ISAs its targets name)."""
+    reads = getattr(importlib.import_module(f"compress.stages.{name}"), "reads", None)
+    return reads(recipe) if reads is not None else {}

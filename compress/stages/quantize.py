@@ -6,6 +6,15 @@ The only module importing onnxruntime.quantization and onnxruntime.transformers.
   lets ONNX Runtime run QAttention instead of six separate quantized MatMuls per layer. The fused graph
   lacks shape information for some outputs, so the quantizer is told the default tensor type
   (`DefaultTensorType = FLOAT`), or it stops with "Unable to find data type for weight_name".
+  Speed, measured: fused + dynamic ran at 0.93-0.98x the speed of plain `quantize_dynamic` on the
+  unfused graph (ONNX Runtime fuses LayerNorm and Gelu at load time anyway; QAttention costs about
+  what it replaces). INT8 GEMMs are about half of plain's time at 1x128, so no ORT setting tried
+  (static QOperator/QDQ, MatMulNBits 8-bit, gelu approximation, mask formats) came near 1.3x over it.
+  Fusion stays the default because its per-channel INT8 keeps more labels (98.97% vs 98.5%).
+- Per-channel weight scales: 98.97% of the 872 test labels as FP32, against 98.05% per-tensor, at
+  the same speed.
+- Dynamic quantization computes activation ranges over the whole batch, padding included: the same
+  row can get a different label in another batch. The shape matrix below checks that at 1x16 ... 32x256.
 - Dynamic mode quantizes activations per batch to uint8 and weights to int8: on VNNI this is the
   u8s8 dot-product path. Without VNNI (plain AVX2) u8 x s8 products go through vpmaddubsw, whose
   16-bit intermediate saturates, so weights use 7 bits there (`reduce_range`).
@@ -20,6 +29,7 @@ import json
 import logging
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +38,7 @@ import onnx
 from compress import fallback
 from compress.data import pad_batch, tokenize
 from compress.environment import cpu_info
+from compress.errors import StageFailed
 from compress.modeling import load_tokenizer
 from compress.runtimes import RUNTIMES
 from compress.shapes import matrix_problems, shape_matrix
@@ -148,6 +159,28 @@ def _logits(folder: Path, batches: list[dict]) -> np.ndarray:
     return np.concatenate([predict(b) for b in batches])
 
 
+def fallback_agreement(min_label_agreement: float) -> float:
+    """What the fallback asks of the dev rows: half the changed labels the test check allows.
+    Measured: full INT8 kept 99.22% of 256 dev labels at every shape, then 98.44% of 256 test
+    rows at 1x16; changed labels are rare events, so a search that just meets the limit on one
+    sample misses it on the next about half the time."""
+    return 1 - (1 - min_label_agreement) / 2
+
+
+def _memoized(predict):
+    """The FP32 model's answers are the same in every trial: compute each batch once."""
+    seen: dict[bytes, np.ndarray] = {}
+
+    def cached(batch: dict) -> np.ndarray:
+        ids = batch["input_ids"]
+        key = ids.tobytes() + bytes(str(ids.shape), "ascii") + batch["attention_mask"].tobytes()
+        if key not in seen:
+            seen[key] = predict(batch)
+        return seen[key]
+
+    return cached
+
+
 def _sensitivity(ctx, layers, attempt, reference: np.ndarray) -> list[tuple[str, float]]:
     """Each layer quantized alone: mean squared logit error against FP32 on the calibration rows.
     Most harmful first: those are the layers to keep in FP32."""
@@ -159,21 +192,68 @@ def _sensitivity(ctx, layers, attempt, reference: np.ndarray) -> list[tuple[str,
     return sorted(scores, key=lambda s: -s[1])
 
 
+def isa_builds(targets, default_isa: str) -> dict[str, list[str]]:
+    """Resolved ISA -> the onnxruntime/int8 targets served by that build (one build per ISA)."""
+    builds: dict[str, list[str]] = {}
+    for t in targets:
+        if (t.runtime, t.precision) == ("onnxruntime", "int8"):
+            builds.setdefault(resolve_isa(t.isa or default_isa), []).append(t.name)
+    return builds or {resolve_isa(default_isa): []}
+
+
+def reads(recipe) -> dict:
+    """Part of this stage's cache key: the builds its INT8 targets ask for (resolved on this CPU)."""
+    return {"builds": isa_builds(recipe.targets, recipe.quantize.isa)}
+
+
+@dataclass
+class _Inputs:
+    """What every ISA's build shares: the graph to quantize, the dev rows and FP32's answers."""
+
+    source: Path
+    graph: Path
+    fusions: dict
+    layers: list[str]
+    tokenizer: object
+    dev_batches: list[dict]
+    sample: list[dict]  # the sensitivity rows
+    fp32_dev: np.ndarray
+    fp32_sample: np.ndarray
+    fp32_at_shapes: object
+    calibration: _Calibration | None
+
+
 def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
-    source = ctx.inputs["onnx"].path
-    out = ctx.out_dir / "onnx"
-    scratch = ctx.out_dir / "scratch"  # trial models; not part of the artifact
-    out.mkdir(parents=True)
-    scratch.mkdir()
-    for f in source.iterdir():  # config and tokenizer travel with the graph
-        if f.suffix != ".onnx":
-            shutil.copy2(f, out / f.name)
-            shutil.copy2(f, scratch / f.name)
-    isa = resolve_isa(spec.isa)
-    settings = quant_settings(isa)
     for name in ("onnxruntime", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    builds = isa_builds(ctx.recipe.targets, spec.isa)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs = _prepare(ctx)
+        made, metrics, failures = [], {"builds": {}}, []
+        for isa, served in builds.items():
+            folder = "onnx" if len(builds) == 1 else f"onnx-{isa}"
+            build_metrics, build_failures = _build(ctx, inputs, isa, ctx.out_dir / folder)
+            build_metrics["targets"] = served
+            metrics["builds"][isa] = build_metrics
+            failures += [f"{isa}: {f}" if len(builds) > 1 else f for f in build_failures]
+            made.append(NewArtifact("onnx", "onnxruntime", "int8", folder, serves=tuple(served)))
+    inputs.graph.unlink()
+    (ctx.out_dir / "calibration.json").unlink(missing_ok=True)
+    native = resolve_isa("auto")
+    metrics["notes"] = [
+        note
+        for isa, m in metrics["builds"].items()
+        for note in m["notes"]
+        + ([f"{isa} build: latency measured on this {native} machine"] if isa != native else [])
+    ]
+    return StageResult(artifacts=made, metrics=metrics, failure="; ".join(failures) or None)
+
+
+def _prepare(ctx: StageContext) -> _Inputs:
+    spec = ctx.spec
+    source = ctx.inputs["onnx"].path
     tokenizer = load_tokenizer(source)
     pad_id = tokenizer.pad_token_id or 0
     max_length = ctx.recipe.data.max_length
@@ -181,95 +261,125 @@ def run(ctx: StageContext) -> StageResult:
     dev_ids = tokenize(tokenizer, dev.texts, max_length)
     dev_batches = [pad_batch(dev_ids[i : i + 64], pad_id) for i in range(0, len(dev_ids), 64)]
     sample = dev_batches[: max(1, spec.calibration_rows // 64)]
-
     graph = ctx.out_dir / "fused.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with ctx.progress.bar(f"quantize ({spec.mode}, {isa})", 2) as advance:
-            if spec.fuse:
-                fusions = fuse(source / "model.onnx", graph)
-            else:
-                fusions = {}
-                shutil.copy2(source / "model.onnx", graph)
-            advance()
-            calibration = None
-            if spec.mode == "static":
-                names = {i.name for i in onnx.load(str(graph), load_external_data=False).graph.input}
-                ids = dev_ids[: spec.calibration_rows]
-                calibration = _Calibration(ids, pad_id, max_length, names)
-            fp32_dev = _logits(source, dev_batches)
-            fp32_sample = _logits(source, sample)
-            advance()
-
-        def attempt(fp32_layers=(), only=None, batches=sample) -> np.ndarray:
-            quantize(
-                graph,
-                scratch / "model.onnx",
-                spec,
-                settings,
-                calibration,
-                fp32_layers=fp32_layers,
-                only=only,
-                calibration_cache=ctx.out_dir / "calibration.json",
-            )
-            return _logits(scratch, batches)
-
-        layers = quantizable_layers(graph, spec)
-        sensitivity: list[tuple[str, float]] = []
-        best: dict = {}
-
-        def rank() -> list[str]:
-            sensitivity.extend(_sensitivity(ctx, layers, attempt, fp32_sample))
-            return [name for name, _ in sensitivity]
-
-        def evaluate(fp32_layers: tuple[str, ...]) -> tuple[float, float]:
-            logits = attempt(fp32_layers=fp32_layers, batches=dev_batches)
-            labels = logits.argmax(-1)
-            accuracy = float(np.mean(labels == dev_labels))
-            agreement = float(np.mean(labels == fp32_dev.argmax(-1)))
-            ctx.progress.info(
-                f"  trial: {len(fp32_layers)} of {len(layers)} layers in FP32 -> dev accuracy "
-                f"{accuracy:.4f} ({(fp32_accuracy - accuracy) * 100:+.2f} pt), "
-                f"{agreement:.2%} labels as FP32"
-            )
-            score = (fp32_accuracy - accuracy, -agreement)
-            if not best or score < best["score"]:  # keep the best effort for when nothing passes
-                shutil.copy2(scratch / "model.onnx", out / "model.onnx")
-                best["score"] = score
-            return accuracy, agreement
-
-        dev_labels = np.array(dev.labels)
-        fp32_accuracy = float(np.mean(fp32_dev.argmax(-1) == dev_labels))
-        outcome = fallback.search(
-            reference_accuracy=fp32_accuracy,
-            budget=spec.max_accuracy_drop,
-            min_agreement=spec.min_label_agreement,
-            max_trials=spec.max_trials,
-            candidates=len(layers),
-            rank=rank,
-            evaluate=evaluate,
+    with ctx.progress.bar(f"quantize: {'fuse, ' if spec.fuse else ''}FP32 answers on dev", 2) as advance:
+        if spec.fuse:
+            fusions = fuse(source / "model.onnx", graph)
+        else:
+            fusions = {}
+            shutil.copy2(source / "model.onnx", graph)
+        advance()
+        calibration = None
+        if spec.mode == "static":
+            names = {i.name for i in onnx.load(str(graph), load_external_data=False).graph.input}
+            calibration = _Calibration(dev_ids[: spec.calibration_rows], pad_id, max_length, names)
+        inputs = _Inputs(
+            source=source,
+            graph=graph,
+            fusions=fusions,
+            layers=quantizable_layers(graph, spec),
+            tokenizer=tokenizer,
+            dev_batches=dev_batches,
+            sample=sample,
+            fp32_dev=_logits(source, dev_batches),
+            fp32_sample=_logits(source, sample),
+            fp32_at_shapes=_memoized(RUNTIMES["onnxruntime"](source)),
+            calibration=calibration,
         )
-        if outcome.met:  # the passing trial is the last one run: its model is in scratch
+        advance()
+    return inputs
+
+
+def _build(ctx: StageContext, inputs: _Inputs, isa: str, out: Path) -> tuple[dict, list[str]]:
+    """One ISA's INT8 model in `out`: quantize, fall back layer by layer if needed, check shapes."""
+    spec = ctx.spec
+    settings = quant_settings(isa)
+    dev = ctx.splits["dev"]
+    dev_labels = np.array(dev.labels)
+    layers = inputs.layers
+    scratch = ctx.out_dir / f"scratch-{isa}"  # trial models; not part of the artifact
+    for folder in (out, scratch):
+        folder.mkdir(parents=True)
+        for f in inputs.source.iterdir():  # config and tokenizer travel with the graph
+            if f.suffix != ".onnx":
+                shutil.copy2(f, folder / f.name)
+    ctx.progress.info(f"  quantize {spec.mode} INT8 for {isa}")
+
+    def attempt(fp32_layers=(), only=None, batches=inputs.sample) -> np.ndarray:
+        quantize(
+            inputs.graph,
+            scratch / "model.onnx",
+            spec,
+            settings,
+            inputs.calibration,
+            fp32_layers=fp32_layers,
+            only=only,
+            calibration_cache=ctx.out_dir / "calibration.json",
+        )
+        return _logits(scratch, batches)
+
+    sensitivity: list[tuple[str, float]] = []
+    best: dict = {}
+
+    def rank() -> list[str]:
+        sensitivity.extend(_sensitivity(ctx, layers, attempt, inputs.fp32_sample))
+        return [name for name, _ in sensitivity]
+
+    def evaluate(fp32_layers: tuple[str, ...]) -> tuple[float, float]:
+        """Dev accuracy, and the lowest label agreement with FP32 over the dev batches and every
+        checked shape: the held-out shape check on test rows then rarely finds a surprise."""
+        labels = attempt(fp32_layers=fp32_layers, batches=inputs.dev_batches).argmax(-1)
+        accuracy = float(np.mean(labels == dev_labels))
+        at_shapes = shape_matrix(
+            inputs.fp32_at_shapes,
+            RUNTIMES["onnxruntime"](scratch),
+            inputs.tokenizer,
+            dev.texts,
+            spec.check_shapes,
+            len(dev.texts),
+        )
+        agreement = min(
+            [float(np.mean(labels == inputs.fp32_dev.argmax(-1)))]
+            + [r["label_agreement"] or 0.0 for r in at_shapes.values()]
+        )
+        ctx.progress.info(
+            f"  trial: {len(fp32_layers)} of {len(layers)} layers in FP32 -> dev accuracy "
+            f"{accuracy:.4f} ({(fp32_accuracy - accuracy) * 100:+.2f} pt), "
+            f"at least {agreement:.2%} labels as FP32 at every shape"
+        )
+        score = (fp32_accuracy - accuracy, -agreement)
+        if not best or score < best["score"]:  # keep the best effort for when nothing passes
             shutil.copy2(scratch / "model.onnx", out / "model.onnx")
+            best["score"] = score
+        return accuracy, agreement
+
+    fp32_accuracy = float(np.mean(inputs.fp32_dev.argmax(-1) == dev_labels))
+    outcome = fallback.search(
+        reference_accuracy=fp32_accuracy,
+        budget=spec.max_accuracy_drop,
+        min_agreement=fallback_agreement(spec.min_label_agreement),
+        max_trials=spec.max_trials,
+        candidates=len(layers),
+        rank=rank,
+        evaluate=evaluate,
+    )
+    if outcome.met:  # the passing trial is the last one run: its model is in scratch
+        shutil.copy2(scratch / "model.onnx", out / "model.onnx")
     shutil.rmtree(scratch)
-    graph.unlink()
-    (ctx.out_dir / "calibration.json").unlink(missing_ok=True)
 
     problems = dynamic_axes_problems(out / "model.onnx")
     if problems:
-        from compress.errors import StageFailed
-
         raise StageFailed("quantized graph lost its dynamic axes: " + "; ".join(problems))
-    with ctx.progress.bar("quantize: shape matrix", 1) as advance:
+    with ctx.progress.bar(f"quantize: {isa} shape matrix on test rows", len(spec.check_shapes)) as advance:
         matrix = shape_matrix(
-            RUNTIMES["onnxruntime"](source),
+            RUNTIMES["onnxruntime"](inputs.source),
             RUNTIMES["onnxruntime"](out),
-            tokenizer,
+            inputs.tokenizer,
             ctx.splits["test"].texts,
             spec.check_shapes,
             spec.check_rows,
+            advance,
         )
-        advance()
     scores = dict(sensitivity)
     ranks = {name: i + 1 for i, (name, _) in enumerate(sensitivity)}
     metrics = {
@@ -278,11 +388,11 @@ def run(ctx: StageContext) -> StageResult:
         "activation_type": settings["activation"].name if spec.mode == "static" else "QUInt8 (dynamic)",
         "weight_type": settings["weight"].name,
         "reduce_range": settings["reduce_range"],
-        "fusions": fusions,
+        "fusions": inputs.fusions,
         "quantizable_layers": len(layers),
         "fallback": {
             "budget": spec.max_accuracy_drop,
-            "min_label_agreement": spec.min_label_agreement,
+            "min_label_agreement": fallback_agreement(spec.min_label_agreement),
             "limits": _limits(spec),
             "judged_on": f"{len(dev.labels)} dev rows against the FP32 ONNX model",
             "fp32_dev_accuracy": fp32_accuracy,
@@ -310,11 +420,7 @@ def run(ctx: StageContext) -> StageResult:
             f"effort: drop {chosen.drop:+.2f} pt, {chosen.agreement:.2%} labels as FP32, with "
             f"{len(chosen.fp32_layers)} of {len(layers)} layers in FP32",
         )
-    return StageResult(
-        artifacts=[NewArtifact("onnx", "onnxruntime", "int8", "onnx")],
-        metrics=metrics,
-        failure="; ".join(failures) or None,
-    )
+    return metrics, failures
 
 
 def _notes(metrics: dict, outcome, candidates: int) -> list[str]:
@@ -338,7 +444,7 @@ def _notes(metrics: dict, outcome, candidates: int) -> list[str]:
 
 
 def _limits(spec) -> str:
-    limits = [f"label agreement >= {spec.min_label_agreement:.2%}"]
+    limits = [f"label agreement >= {fallback_agreement(spec.min_label_agreement):.2%} at every shape"]
     if spec.max_accuracy_drop is not None:
         limits.insert(0, f"quantize.max_accuracy_drop {spec.max_accuracy_drop:.2f} pt")
     return " and ".join(limits)

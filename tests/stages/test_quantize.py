@@ -35,3 +35,17 @@ def test_calibration_batches_have_one_shape():
     assert first["attention_mask"][1].tolist() == [1, 1, 0, 0, 0, 0, 0, 0]
     calib.rewind()
     assert calib.get_next() is first
+
+
+def test_one_build_per_isa_named_by_int8_targets(monkeypatch):
+    from types import SimpleNamespace as T
+
+    monkeypatch.setattr(q, "cpu_info", lambda: {"machine": "x86_64", "isa": ["avx512_vnni"], "model": "x"})
+    targets = [
+        T(name="fp32", runtime="onnxruntime", precision="fp32", isa=None),
+        T(name="here", runtime="onnxruntime", precision="int8", isa=None),
+        T(name="old-xeon", runtime="onnxruntime", precision="int8", isa="avx2"),
+        T(name="also-here", runtime="onnxruntime", precision="int8", isa="avx512_vnni"),
+    ]
+    assert q.isa_builds(targets, "auto") == {"avx512_vnni": ["here", "also-here"], "avx2": ["old-xeon"]}
+    assert q.isa_builds(targets[:1], "arm64") == {"arm64": []}
