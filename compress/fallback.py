@@ -58,8 +58,10 @@ def search(
     rank: Callable[[], list[str]],
     evaluate: Callable[[tuple[str, ...]], tuple[float, float]],
 ) -> SearchResult:
-    """Try 0, 1, 2, 4, ... of the most sensitive layers in FP32, stopping at the first that keeps
-    both the accuracy drop within `budget` and label agreement at or above `min_agreement`.
+    """Try 0, 1, 2, 4, ... of the most sensitive layers in FP32 until one keeps the accuracy drop
+    within `budget` and label agreement at or above `min_agreement`; then bisect between the last
+    miss and that pass, while trials remain, for the fewest FP32 layers that pass (each FP32 layer
+    costs speed and size: measured, 8 of 25 kept the embeddings in FP32, 23 MB -> 71 MB).
 
     `evaluate(fp32_layers)` returns (accuracy, agreement with the FP32 model). `rank()` is called
     only if the fully quantized model misses (it is the costly part). With neither limit only the
@@ -68,19 +70,34 @@ def search(
     """
     limited = budget is not None or min_agreement is not None
     trials: list[Trial] = []
-    ranking: list[str] | None = None
-    for count in fp32_counts(candidates, max_trials if limited else 1):
-        if count and ranking is None:
-            ranking = rank()
-        layers = tuple(ranking[:count]) if count else ()
+    ranking: list[str] = []
+
+    def attempt(count: int) -> Trial:
+        if count and not ranking:
+            ranking.extend(rank())
+        layers = tuple(ranking[:count])
         accuracy, agreement = evaluate(layers)
         drop = accuracy_drop_points(reference_accuracy, accuracy)
-        # rounded like the gates, so 995/1000 meets 1 - (1 - 0.99) / 2 despite float noise
+        # rounded like the gates, so a share equal to the limit is not lost to float noise
         agrees = min_agreement is None or round(agreement, 9) >= round(min_agreement, 9)
-        passed = (budget is None or drop <= budget) and agrees
-        trial = Trial(layers, drop, agreement, passed)
+        trial = Trial(layers, drop, agreement, (budget is None or drop <= budget) and agrees)
         trials.append(trial)
-        if trial.passed:
-            return SearchResult(trials, trial, True)
-    best = min(trials, key=lambda t: (t.drop, -t.agreement, len(t.fp32_layers)))
-    return SearchResult(trials, best, False)
+        return trial
+
+    missed, passed = 0, None
+    for count in fp32_counts(candidates, max_trials if limited else 1):
+        if attempt(count).passed:
+            passed = count
+            break
+        missed = count
+    if passed is None:
+        best = min(trials, key=lambda t: (t.drop, -t.agreement, len(t.fp32_layers)))
+        return SearchResult(trials, best, False)
+    while passed - missed > 1 and len(trials) < max_trials:
+        middle = (missed + passed) // 2
+        if attempt(middle).passed:
+            passed = middle
+        else:
+            missed = middle
+    chosen = next(t for t in trials if t.passed and len(t.fp32_layers) == passed)
+    return SearchResult(trials, chosen, True)

@@ -145,7 +145,7 @@ class QuantizeSpec(_Strict):
     fuse: bool = True
     # points against the FP32 ONNX model on the dev rows; a miss starts the FP32 fallback
     max_accuracy_drop: float | None = None
-    max_trials: int = Field(6, ge=1, le=32)  # quantize attempts, the fully INT8 one included
+    max_trials: int = Field(8, ge=1, le=32)  # quantize attempts, the fully INT8 one included
     # batch x sequence shapes at which the INT8 model must answer like the FP32 one
     check_shapes: list[Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*x[1-9][0-9]*$")]] = [
         "1x16",

@@ -6,6 +6,7 @@ from compress.fallback import fp32_counts, search
 @pytest.mark.parametrize(
     "candidates,max_trials,expected",
     [
+        (27, 8, [0, 1, 2, 4, 8, 16]),
         (27, 6, [0, 1, 2, 4, 8, 16]),
         (27, 3, [0, 1, 2]),
         (5, 10, [0, 1, 2, 4]),  # never all five: that would be the FP32 model
@@ -113,3 +114,41 @@ def test_agreement_edge_is_inclusive_despite_float_noise():
     limit = 1 - (1 - 0.93) / 2  # 0.9650000000000001 in floats
     result, _ = run_search(None, {0: 0.9}, min_agreement=limit, agreement_by_count={0: 965 / 1000})
     assert result.met
+
+
+def test_after_a_pass_bisects_back_to_the_fewest_fp32_layers_that_pass():
+    accuracy = {0: 0.85, 1: 0.86, 2: 0.87, 4: 0.88, 8: 0.90, 6: 0.899, 5: 0.88}
+    ranking = [f"layer{i}" for i in range(20)]
+    tried = []
+
+    def evaluate(layers):
+        tried.append(len(layers))
+        return accuracy[len(layers)], 1.0
+
+    result = search(
+        reference_accuracy=0.90,
+        budget=0.5,
+        min_agreement=None,
+        max_trials=8,
+        candidates=20,
+        rank=lambda: ranking,
+        evaluate=evaluate,
+    )
+    assert tried == [0, 1, 2, 4, 8, 6, 5]
+    assert result.met and result.chosen.fp32_layers == tuple(ranking[:6])
+
+
+def test_bisection_stops_at_max_trials_with_the_smallest_pass_so_far():
+    accuracy = {0: 0.85, 1: 0.86, 2: 0.87, 4: 0.88, 8: 0.90, 6: 0.899}
+    ranking = [f"layer{i}" for i in range(20)]
+    result = search(
+        reference_accuracy=0.90,
+        budget=0.5,
+        min_agreement=None,
+        max_trials=6,
+        candidates=20,
+        rank=lambda: ranking,
+        evaluate=lambda layers: (accuracy[len(layers)], 1.0),
+    )
+    assert [len(t.fp32_layers) for t in result.trials] == [0, 1, 2, 4, 8, 6]
+    assert len(result.chosen.fp32_layers) == 6

@@ -319,7 +319,6 @@ def _build(ctx: StageContext, inputs: _Inputs, isa: str, out: Path) -> tuple[dic
         return _logits(scratch, batches)
 
     sensitivity: list[tuple[str, float]] = []
-    best: dict = {}
 
     def rank() -> list[str]:
         sensitivity.extend(_sensitivity(ctx, layers, attempt, inputs.fp32_sample))
@@ -347,10 +346,6 @@ def _build(ctx: StageContext, inputs: _Inputs, isa: str, out: Path) -> tuple[dic
             f"{accuracy:.4f} ({(fp32_accuracy - accuracy) * 100:+.2f} pt), "
             f"at least {agreement:.2%} labels as FP32 at every shape"
         )
-        score = (fp32_accuracy - accuracy, -agreement)
-        if not best or score < best["score"]:  # keep the best effort for when nothing passes
-            shutil.copy2(scratch / "model.onnx", out / "model.onnx")
-            best["score"] = score
         return accuracy, agreement
 
     fp32_accuracy = float(np.mean(inputs.fp32_dev.argmax(-1) == dev_labels))
@@ -363,8 +358,16 @@ def _build(ctx: StageContext, inputs: _Inputs, isa: str, out: Path) -> tuple[dic
         rank=rank,
         evaluate=evaluate,
     )
-    if outcome.met:  # the passing trial is the last one run: its model is in scratch
-        shutil.copy2(scratch / "model.onnx", out / "model.onnx")
+    # the chosen trial (passing, or the best effort) again: quantization is deterministic
+    quantize(
+        inputs.graph,
+        out / "model.onnx",
+        spec,
+        settings,
+        inputs.calibration,
+        fp32_layers=outcome.chosen.fp32_layers,
+        calibration_cache=ctx.out_dir / "calibration.json",
+    )
     shutil.rmtree(scratch)
 
     problems = dynamic_axes_problems(out / "model.onnx")
