@@ -33,6 +33,16 @@ def first_run(out, recipes):
     return recipe, result
 
 
+def run_variant(recipes, out, name: str, **replace: str):
+    """Run the smoke recipe with `old=new` substitutions; the CLI's result and the bundle's manifest."""
+    result = run_cli("run", str(recipes(name, **replace)), "--out", str(out))
+    return result, out / name / "latest", load_manifest(out / name / "latest")
+
+
+def stage_of(manifest: dict, name: str) -> dict:
+    return next(s for s in manifest["stages"] if s["name"] == name)
+
+
 def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
     _, result = first_run
     assert result.returncode == 0, result.stderr
@@ -58,8 +68,7 @@ def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
 
 
 def test_int8_answers_like_fp32_at_every_checked_shape(first_run, out):
-    manifest = load_manifest(out / "smoke" / "latest")
-    quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
+    quantize = stage_of(load_manifest(out / "smoke" / "latest"), "quantize")
     (build,) = quantize["metrics"]["builds"].values()
     matrix = build["shape_matrix"]
     assert set(matrix) == {"1x16", "1x128", "8x64", "32x256"}
@@ -69,12 +78,9 @@ def test_int8_answers_like_fp32_at_every_checked_shape(first_run, out):
 
 def test_quantize_budget_no_trial_can_meet_exits_1_with_best_effort_artifact(first_run, out, recipes):
     budget = 'mode = "dynamic"\nmax_accuracy_drop = -5.0\nmax_trials = 3'
-    recipe = recipes("int8-impossible", **{'mode = "dynamic"': budget})
-    result = run_cli("run", str(recipe), "--out", str(out))
+    result, bundle, manifest = run_variant(recipes, out, "int8-impossible", **{'mode = "dynamic"': budget})
     assert result.returncode == 1, result.stderr
-    bundle = out / "int8-impossible" / "latest"
-    manifest = load_manifest(bundle)
-    quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
+    quantize = stage_of(manifest, "quantize")
     assert quantize["status"] == "failed"
     assert "no trial met quantize.max_accuracy_drop -5.00" in quantize["reason"]
     (build,) = quantize["metrics"]["builds"].values()
@@ -96,12 +102,10 @@ def test_each_named_isa_gets_its_own_int8_build_and_target(first_run, out, recip
         'isa = "avx2"\nmax_accuracy_drop = 5.0\n\n[[targets]]\nname = "x86-onnxruntime-int8"\n'
         'isa = "avx512_vnni"'
     )
-    recipe = recipes("two-isas", **{'[[targets]]\nname = "x86-onnxruntime-int8"': avx2})
-    result = run_cli("run", str(recipe), "--out", str(out))
+    replace = {'[[targets]]\nname = "x86-onnxruntime-int8"': avx2}
+    result, bundle, manifest = run_variant(recipes, out, "two-isas", **replace)
     assert result.returncode == 0, result.stderr
-    bundle = out / "two-isas" / "latest"
-    manifest = load_manifest(bundle)
-    quantize = next(s for s in manifest["stages"] if s["name"] == "quantize")
+    quantize = stage_of(manifest, "quantize")
     assert quantize["metrics"]["builds"]["avx2"]["targets"] == ["avx2-onnxruntime-int8"]
     for name, reduce_range in (("avx2-onnxruntime-int8", True), ("x86-onnxruntime-int8", False)):
         made = json.loads((bundle / "targets" / name / "quantization.json").read_text())

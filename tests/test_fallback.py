@@ -22,12 +22,14 @@ def test_fp32_counts_double_and_never_keep_everything(candidates, max_trials, ex
 RANKING = ["attn0", "ffn3", "emb", "ffn1", "pooler"]
 
 
-def run_search(budget, accuracy_by_count, max_trials=6, min_agreement=None, agreement_by_count=None):
+def run_search(
+    budget, accuracy_by_count, max_trials=6, min_agreement=None, agreement_by_count=None, ranking=RANKING
+):
     calls = {"rank": 0, "tried": []}
 
     def rank():
         calls["rank"] += 1
-        return RANKING
+        return ranking
 
     def evaluate(layers):
         calls["tried"].append(layers)
@@ -39,7 +41,7 @@ def run_search(budget, accuracy_by_count, max_trials=6, min_agreement=None, agre
         budget=budget,
         min_agreement=min_agreement,
         max_trials=max_trials,
-        candidates=len(RANKING),
+        candidates=len(ranking),
         rank=rank,
         evaluate=evaluate,
     )
@@ -116,39 +118,18 @@ def test_agreement_edge_is_inclusive_despite_float_noise():
     assert result.met
 
 
+TWENTY = [f"layer{i}" for i in range(20)]
+
+
 def test_after_a_pass_bisects_back_to_the_fewest_fp32_layers_that_pass():
     accuracy = {0: 0.85, 1: 0.86, 2: 0.87, 4: 0.88, 8: 0.90, 6: 0.899, 5: 0.88}
-    ranking = [f"layer{i}" for i in range(20)]
-    tried = []
-
-    def evaluate(layers):
-        tried.append(len(layers))
-        return accuracy[len(layers)], 1.0
-
-    result = search(
-        reference_accuracy=0.90,
-        budget=0.5,
-        min_agreement=None,
-        max_trials=8,
-        candidates=20,
-        rank=lambda: ranking,
-        evaluate=evaluate,
-    )
-    assert tried == [0, 1, 2, 4, 8, 6, 5]
-    assert result.met and result.chosen.fp32_layers == tuple(ranking[:6])
+    result, calls = run_search(0.5, accuracy, max_trials=8, ranking=TWENTY)
+    assert [len(t) for t in calls["tried"]] == [0, 1, 2, 4, 8, 6, 5]
+    assert result.met and result.chosen.fp32_layers == tuple(TWENTY[:6])
 
 
 def test_bisection_stops_at_max_trials_with_the_smallest_pass_so_far():
     accuracy = {0: 0.85, 1: 0.86, 2: 0.87, 4: 0.88, 8: 0.90, 6: 0.899}
-    ranking = [f"layer{i}" for i in range(20)]
-    result = search(
-        reference_accuracy=0.90,
-        budget=0.5,
-        min_agreement=None,
-        max_trials=6,
-        candidates=20,
-        rank=lambda: ranking,
-        evaluate=lambda layers: (accuracy[len(layers)], 1.0),
-    )
+    result, _ = run_search(0.5, accuracy, max_trials=6, ranking=TWENTY)
     assert [len(t.fp32_layers) for t in result.trials] == [0, 1, 2, 4, 8, 6]
     assert len(result.chosen.fp32_layers) == 6
