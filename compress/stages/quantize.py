@@ -8,8 +8,9 @@ The only module importing onnxruntime.quantization and onnxruntime.transformers.
   (`DefaultTensorType = FLOAT`), or it stops with "Unable to find data type for weight_name".
   Speed, in an exploratory study (not in benchmarks/): fused + dynamic ran at 0.93-0.98x the speed
   of plain `quantize_dynamic` on the unfused graph (ONNX Runtime fuses LayerNorm and Gelu at load
-  time anyway; QAttention costs about what it replaces). INT8 GEMMs are about half of plain's time at 1x128, so no ORT setting tried
-  (static QOperator/QDQ, MatMulNBits 8-bit, gelu approximation, mask formats) came near 1.3x over it.
+  time anyway; QAttention costs about what it replaces). INT8 GEMMs are about half of plain's time
+  at 1x128, so no ORT setting tried (static QOperator/QDQ, MatMulNBits 8-bit, gelu approximation,
+  mask formats) came near 1.3x over it.
   Fusion stays the default because its per-channel INT8 keeps more labels (98.97% vs 98.5%).
 - Per-channel weight scales: 98.97% of the 872 test labels as FP32, against 98.05% per-tensor, at
   the same speed.
