@@ -56,8 +56,21 @@ def _stage_names() -> tuple[str, ...]:
 @click.option("--only", metavar="STAGE", help="Run only this stage; earlier ones must be cached.")
 @click.option("--from", "start", metavar="STAGE", help="Run this stage and every later one.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars; just the verdict.")
+@click.option(
+    "--reproduce",
+    "reproduce",
+    is_flag=True,
+    help="RECIPE is a bundle: rerun its recorded recipe on the same data, rebuilding every stage, "
+    "and compare the result with that bundle.",
+)
 def run(
-    recipe: Path, out: Path | None, no_cache: bool, only: str | None, start: str | None, quiet: bool
+    recipe: Path,
+    out: Path | None,
+    no_cache: bool,
+    only: str | None,
+    start: str | None,
+    quiet: bool,
+    reproduce: bool,
 ) -> None:
     """Run RECIPE end to end and write a bundle; exit 1 if a required target fails."""
     if only and start:
@@ -66,15 +79,26 @@ def run(
     from compress.progress import Reporter
     from compress.recipe import load_recipe
 
+    reporter = Reporter(quiet=quiet)
     try:
-        loaded = load_recipe(recipe)
+        baseline = None
+        if reproduce:
+            from compress.reproduce import recorded_recipe
+
+            loaded, notes = recorded_recipe(recipe)
+            baseline, no_cache = recipe, True
+            for note in notes:
+                reporter.info(f"[yellow]⚠[/] {note}")
+        else:
+            loaded = load_recipe(recipe)
         outcome = runner.run(
             loaded,
             out_root=out,
             use_cache=not no_cache,
             only=only,
             start=start,
-            reporter=Reporter(quiet=quiet),
+            reporter=reporter,
+            regression_baseline=baseline,
         )
     except CompressError as exc:
         _fail_input(exc)
@@ -85,3 +109,94 @@ def run(
         sys.exit(130)
     click.echo(f"{'PASS' if outcome.verdict == 'pass' else 'FAIL'}: {outcome.bundle / 'report.md'}")
     sys.exit(EXIT_PASS if outcome.verdict == "pass" else EXIT_FAIL)
+
+
+def _tolerance_options(f):
+    from compress.regression import Tolerances
+
+    defaults = Tolerances()
+    f = click.option(
+        "--max-size-increase",
+        type=click.FloatRange(min=0),
+        default=defaults.max_size_increase,
+        show_default=True,
+        help="Largest allowed size growth, as a fraction (0.05 = 5%).",
+    )(f)
+    f = click.option(
+        "--max-latency-increase",
+        type=click.FloatRange(min=0),
+        default=defaults.max_latency_increase,
+        help="Largest allowed latency growth, as a fraction (0.5 = 1.5x); not judged when absent.",
+    )(f)
+    return click.option(
+        "--max-metric-drop",
+        type=click.FloatRange(min=0),
+        default=defaults.max_metric_drop,
+        show_default=True,
+        help="Largest allowed metric drop per target, in points.",
+    )(f)
+
+
+@main.command()
+@click.argument("baseline", type=click.Path(path_type=Path))
+@click.argument("candidate", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["md", "json"]), default="md", show_default=True)
+@_tolerance_options
+def compare(
+    baseline: Path,
+    candidate: Path,
+    fmt: str,
+    max_metric_drop: float,
+    max_latency_increase: float | None,
+    max_size_increase: float | None,
+) -> None:
+    """Compare two bundles (or manifests) target by target; exit 1 if CANDIDATE regressed."""
+    import json
+
+    from compress.regression import Tolerances, compare, load_manifest
+    from compress.report import blocks_markdown, comparison_blocks
+
+    try:
+        old, new = load_manifest(baseline), load_manifest(candidate)
+    except CompressError as exc:
+        _fail_input(exc)
+    result = compare(old, new, Tolerances(max_metric_drop, max_latency_increase, max_size_increase))
+    if fmt == "json":
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo("\n".join(["## compress compare", "", *blocks_markdown(comparison_blocks(result))]))
+    sys.exit(EXIT_FAIL if result["breached"] else EXIT_PASS)
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+def report(bundle: Path) -> None:
+    """Print a bundle's report as terminal tables."""
+    from rich.console import Console
+
+    from compress.regression import load_manifest
+    from compress.report import print_rich
+
+    try:
+        manifest = load_manifest(bundle)
+    except CompressError as exc:
+        _fail_input(exc)
+    print_rich(manifest, Console())
+
+
+@main.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+def verify(bundle: Path) -> None:
+    """Check every file of BUNDLE against its manifest and run each ONNX model once; exit 1 naming
+    the first bad file."""
+    from compress.verify import BundleInvalid, verify_bundle
+
+    try:
+        summary = verify_bundle(bundle)
+    except BundleInvalid as exc:
+        click.echo(f"FAIL: {exc}", err=True)
+        sys.exit(EXIT_FAIL)
+    click.echo(
+        f"ok: {bundle}: {summary['files']} files match the manifest, "
+        f"{len(summary['models_run'])} ONNX models load and run"
+    )

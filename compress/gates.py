@@ -14,7 +14,7 @@ _DECIMALS = 9
 
 @dataclass(frozen=True)
 class GateResult:
-    gate: str  # "built" | "stage" | "accuracy" | "agreement" | "latency" | "size"
+    gate: str  # built | stage | accuracy | agreement | latency | size | shapes | regression
     passed: bool
     value: float | None
     limit: float | None
@@ -95,6 +95,21 @@ def upper_bound_gate(gate: str, value: float, limit: float, unit: str) -> GateRe
 def stage_failed(stage: str, reason: str) -> GateResult:
     """The artifact exists but the stage that made it missed its own check: best effort, not a pass."""
     return GateResult("stage", False, None, None, f"best-effort artifact: stage '{stage}' failed: {reason}")
+
+
+def release_matrix_gate(problems: list[str], shapes: int) -> GateResult:
+    """The artifact must run and answer like its FP32 reference at every release shape."""
+    if not problems:
+        return GateResult("shapes", True, 0, 0, f"all {shapes} release-matrix shapes run and agree")
+    return GateResult(
+        "shapes",
+        False,
+        len(problems),
+        0,
+        f"{len(problems)} of {shapes} release-matrix shapes fail: "
+        + "; ".join(problems[:4])
+        + (" ..." if len(problems) > 4 else ""),
+    )
 
 
 def not_built(reason: str) -> GateResult:

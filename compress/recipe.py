@@ -157,6 +157,19 @@ class QuantizeSpec(_Strict):
     min_label_agreement: float = Field(0.99, ge=0, le=1)
 
 
+class ReleaseMatrixSpec(_Strict):
+    """Every ONNX artifact at every batch x sequence it may be served at, against its FP32 reference."""
+
+    enabled: bool = True
+    batches: list[Annotated[int, Field(ge=1, le=512)]] = Field([1, 8, 32], min_length=1)
+    sequences: list[Annotated[int, Field(ge=1, le=512)]] = Field([16, 64, 128, 256], min_length=1)
+    rows: int = Field(64, ge=1, le=100_000)  # test rows compared per shape (repeated if fewer)
+    # a gross-error check (a broken axis garbles most rows); fine accuracy is the gates' job, on
+    # every test row. At 64 rows, 0.99 would fail an INT8 model over one changed label.
+    min_label_agreement: float = Field(0.95, ge=0, le=1)
+    latency_repeats: int = Field(3, ge=1, le=1000)
+
+
 class EvaluationSpec(_Strict):
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     baseline: float | None = Field(None, ge=0, le=1)
@@ -165,6 +178,16 @@ class EvaluationSpec(_Strict):
     latency_repeats: int = Field(20, ge=1)
     bootstrap_resamples: int = Field(2000, ge=100, le=100_000)
     seed: int = 0
+    release_matrix: ReleaseMatrixSpec = ReleaseMatrixSpec()
+
+
+class RegressionSpec(_Strict):
+    """Compare every target with the same target of an earlier bundle; a breach fails the run."""
+
+    baseline: str = Field("latest", min_length=1)  # "latest" (this recipe's previous bundle) or a path
+    max_metric_drop: float = Field(0.5, ge=0)  # points below the baseline target's metric
+    max_latency_increase: float | None = Field(None, ge=0)  # fraction: 0.5 allows 1.5x the old latency
+    max_size_increase: float | None = Field(0.05, ge=0)  # fraction of the old size
 
 
 class Target(_Strict):
@@ -181,6 +204,9 @@ class Target(_Strict):
     confidence: float = Field(0.95, ge=0.5, le=0.999)
     required: bool = True
     isa: Isa | None = None  # onnxruntime/int8 only: build this target's INT8 for that CPU family
+    # test hook: seeded Gaussian noise (this fraction of each weight tensor's std) added to the
+    # target's weights before evaluation, to check that regression checks catch a changed model
+    perturb_weights: float | None = Field(None, gt=0, le=10)
 
 
 class OutputSpec(_Strict):
@@ -197,6 +223,7 @@ class Recipe(_Strict):
     quantize: QuantizeSpec | None = None
     evaluation: EvaluationSpec = EvaluationSpec()
     targets: list[Target] = Field(min_length=1)
+    regression: RegressionSpec | None = None
     output: OutputSpec = OutputSpec()
 
     @model_validator(mode="after")
@@ -215,20 +242,33 @@ class LoadedRecipe(BaseModel):
     path: Path
     name: str
     recipe: Recipe
+    text: str = ""  # the recipe file as written, kept in the bundle so the run can be reproduced
 
     def resolved(self) -> dict:
         return json.loads(self.recipe.model_dump_json())
 
     def sha256(self) -> str:
-        return json_sha256(self.resolved())
+        """Of what the recipe says, not where it lies: file paths count by name only (their
+        content is hashed separately), so a moved checkout keeps the same recipe hash."""
+        resolved = self.resolved()
+        for key in ("train", "dev", "test"):
+            resolved["data"][key] = Path(resolved["data"][key]).name
+        if resolved["model"].get("path"):
+            resolved["model"]["path"] = Path(resolved["model"]["path"]).name
+        return json_sha256(resolved)
 
 
-def load_recipe(path: Path | str) -> LoadedRecipe:
-    """Parse, validate and resolve a recipe; raise one CompressError listing every problem."""
+def load_recipe(path: Path | str, *, text: str | None = None, base: Path | None = None) -> LoadedRecipe:
+    """Parse, validate and resolve a recipe; raise one CompressError listing every problem.
+
+    `text` and `base` replay a recipe stored in a bundle: its text, with relative paths resolved
+    against `base` (the folder the original recipe lay in) instead of `path`'s folder.
+    """
     path = Path(path)
-    if not path.is_file():
-        raise CompressError(f"{path}: recipe file not found")
-    text = path.read_bytes().decode("utf-8", errors="replace")
+    if text is None:
+        if not path.is_file():
+            raise CompressError(f"{path}: recipe file not found")
+        text = path.read_bytes().decode("utf-8", errors="replace")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -237,7 +277,7 @@ def load_recipe(path: Path | str) -> LoadedRecipe:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise CompressError(f"{path}: " + "; ".join(_describe(e, text) for e in exc.errors())) from None
-    recipe = _resolve_paths(recipe, path.parent.resolve())
+    recipe = _resolve_paths(recipe, (base or path.parent).resolve())
     problems = _check_stages_cover_targets(recipe, text) + _check_files(recipe, text)
     if not problems and recipe.prune is not None:
         problems = _check_prune(recipe, text)
@@ -248,7 +288,7 @@ def load_recipe(path: Path | str) -> LoadedRecipe:
     if problems:
         raise CompressError(f"{path}: " + "; ".join(problems))
     name = recipe.output.name or path.stem
-    return LoadedRecipe(path=path.resolve(), name=name, recipe=recipe)
+    return LoadedRecipe(path=path.resolve(), name=name, recipe=recipe, text=text)
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
@@ -261,7 +301,10 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     model = recipe.model
     if model.path is not None:
         model = model.model_copy(update={"path": absolute(model.path)})
-    return recipe.model_copy(update={"data": data, "model": model})
+    regression = recipe.regression
+    if regression is not None and regression.baseline != "latest":
+        regression = regression.model_copy(update={"baseline": str(absolute(Path(regression.baseline)))})
+    return recipe.model_copy(update={"data": data, "model": model, "regression": regression})
 
 
 def _check_files(recipe: Recipe, text: str) -> list[str]:
@@ -284,6 +327,14 @@ def _check_files(recipe: Recipe, text: str) -> list[str]:
             )
         else:
             problems += [f"{_where(('model', 'path'), text)}: {bad}" for bad in _unreadable_safetensors(p)]
+    regression = recipe.regression
+    if regression is not None and regression.baseline != "latest":
+        p = Path(regression.baseline)
+        if not (p.is_file() or (p / "manifest.json").is_file()):
+            problems.append(
+                f"{_where(('regression', 'baseline'), text)}: no bundle manifest at {p} "
+                '(give a bundle folder, its manifest.json, or "latest")'
+            )
     return problems
 
 

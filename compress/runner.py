@@ -12,16 +12,18 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from compress import bundle, cache, gates, stats
+from compress import bundle, cache, gates, regression, stats
 from compress.data import load_splits, num_labels
-from compress.environment import cpu_info
+from compress.environment import cpu_info, python_version
 from compress.errors import CompressError, StageFailed
 from compress.evaluate import evaluate_artifact
 from compress.hashing import file_sha256, tree_sha256
-from compress.modeling import build_source_model
+from compress.modeling import build_source_model, load_tokenizer
+from compress.perturb import perturb_folder
 from compress.progress import Reporter
 from compress.recipe import LoadedRecipe
-from compress.runtimes import versions
+from compress.runtimes import RUNTIMES, versions
+from compress.shapes import matrix_problems, release_matrix
 from compress.stages import STAGES, Artifact, StageContext, stage_function, stage_reads
 
 
@@ -34,8 +36,22 @@ class RunState:
     by_target: dict[tuple[str, str], tuple[Artifact, dict, str]] = field(default_factory=dict)
     by_name: dict[str, tuple[Artifact, dict, str]] = field(default_factory=dict)  # built for one target
     evaluations: dict[str, dict] = field(default_factory=dict)  # artifact sha256 -> evaluation
+    release: dict[str, dict] = field(default_factory=dict)  # ONNX artifact sha256 -> release matrix
     stages: list[dict] = field(default_factory=list)
     baseline: dict | None = None
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What every evaluation step of one run reads: the recipe, the data and where to cache."""
+
+    loaded: LoadedRecipe
+    splits: dict
+    n_labels: int
+    env: dict
+    data_id: dict
+    cache_root: Path
+    reporter: Reporter
 
 
 @dataclass(frozen=True)
@@ -65,8 +81,11 @@ def run(
     only: str | None = None,
     start: str | None = None,
     reporter: Reporter | None = None,
+    regression_baseline: Path | None = None,
 ) -> RunOutcome:
-    """Run the recipe and write its bundle. Raises CompressError on bad input."""
+    """Run the recipe and write its bundle. Raises CompressError on bad input.
+
+    `regression_baseline` (a bundle or manifest) overrides the recipe's [regression] baseline."""
     reporter = reporter or Reporter()
     recipe = loaded.recipe
     out_root = Path(out_root or recipe.output.dir)
@@ -80,6 +99,8 @@ def run(
         "spec": recipe.data.model_dump(mode="json", exclude={"train", "dev", "test"}),
         "files": {k: file_sha256(getattr(recipe.data, k)) for k in ("train", "dev", "test")},
     }
+    inputs = RunInputs(loaded, splits, n_labels, env, data_id, cache_root, reporter)
+    previous = _previous_run(loaded, out_root, regression_baseline)  # read now: bad input fails early
     state = RunState()
     reporter.info(
         f"[bold]compress[/] {loaded.name}: {len(splits['train'].texts)} train / "
@@ -168,8 +189,7 @@ def run(
         replaced = {a.kind: state.artifacts.get(a.kind) for a in new}  # this stage's inputs
         for artifact in new:
             state.artifacts[artifact.kind] = artifact
-            evaluation = _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, reporter)
-            state.evaluations[artifact.sha256] = evaluation
+            evaluation = _assess(artifact, inputs, state)
             state.by_target[(artifact.runtime, artifact.precision)] = (artifact, evaluation, name)
             state.by_name.update({target: (artifact, evaluation, name) for target in artifact.serves})
             stage_entry["evaluations"].append({k: v for k, v in evaluation.items() if k != "predictions"})
@@ -188,10 +208,21 @@ def run(
         state.stages.append(stage_entry)
 
     if state.baseline is None and recipe.evaluation.baseline is None:
-        evaluation = _evaluate(source, loaded, splits, n_labels, env, data_id, cache_root, reporter)
+        evaluation = _evaluate(source, inputs)
         state.baseline = {"stage": "source", "artifact": source, "evaluation": evaluation}
+    perturbed = _perturb_targets(inputs, state)
 
     targets = _gate_targets(loaded, state, splits["test"].labels, n_labels)
+    for t in targets:
+        if t["name"] in perturbed:
+            t["perturbed_weights"] = perturbed[t["name"]]
+    comparison = None
+    if previous is not None:
+        comparison = _compare_with(previous, loaded, targets, env, data_id)
+        reporter.info(
+            f"regression vs {previous[1]}: "
+            + ("[red]breached[/]" if comparison["breached"] else "no regression beyond tolerance")
+        )
     verdict = gates.overall_verdict(
         [(t["required"], t["verdict"]) for t in targets],
         failed_stages=sum(s["status"] == "failed" for s in state.stages),
@@ -205,8 +236,157 @@ def run(
         data_id=data_id,
         verdict=verdict,
         seconds=round(time.perf_counter() - started, 2),
+        regression=comparison,
+        artifacts=_artifact_points(state, perturbed),
     )
     return RunOutcome(bundle_dir, verdict, state.by_stage)
+
+
+def _previous_run(loaded: LoadedRecipe, out_root: Path, override: Path | None) -> tuple[dict, str] | None:
+    """The manifest to compare against and where it came from, or None when there is none."""
+    spec = loaded.recipe.regression
+    if override is not None:
+        return regression.load_manifest(override), str(override)
+    if spec is None:
+        return None
+    if spec.baseline == "latest":
+        latest = out_root / loaded.name / "latest"
+        if not (latest / "manifest.json").is_file():
+            return None  # the first run of this recipe: nothing to compare with yet
+        return regression.load_manifest(latest), "latest"
+    return regression.load_manifest(Path(spec.baseline)), spec.baseline
+
+
+def _compare_with(previous, loaded, targets: list[dict], env, data_id) -> dict:
+    """Regression gates from the comparison are added to each target like any other gate."""
+    manifest, source = previous
+    spec = loaded.recipe.regression
+    tol = (
+        regression.Tolerances(spec.max_metric_drop, spec.max_latency_increase, spec.max_size_increase)
+        if spec is not None
+        else regression.Tolerances()
+    )
+    current = {
+        "recipe_name": loaded.name,
+        "recipe": {"sha256": loaded.sha256(), "resolved": loaded.resolved()},
+        "data": data_id,
+        "environment": {"python": python_version(), **env["versions"], "cpu": env["cpu"]},
+        "targets": targets,
+    }
+    comparison = regression.compare(manifest, current, tol)
+    comparison["baseline"]["source"] = source
+    rows = {r["name"]: r for r in comparison["targets"]}
+    for t in targets:
+        row = rows[t["name"]]
+        t["gates"] += [
+            {**g, "message": f"vs {manifest.get('run_id', source)}: {g['message']}"} for g in row["gates"]
+        ]
+        t["verdict"] = "pass" if t["gates"] and all(g["passed"] for g in t["gates"]) else "fail"
+    return comparison
+
+
+def _assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> dict:
+    """Evaluate an artifact, and run an ONNX one through the release matrix against the latest
+    FP32 PyTorch model (the one it was made from)."""
+    evaluation = _evaluate(artifact, inputs)
+    state.evaluations[artifact.sha256] = evaluation
+    spec = inputs.loaded.recipe.evaluation.release_matrix
+    if artifact.runtime == "onnxruntime" and spec.enabled:
+        reference = next(
+            (a for a in reversed(state.artifacts.values()) if (a.runtime, a.precision) == ("torch", "fp32")),
+            None,
+        )
+        if reference is not None:
+            state.release[artifact.sha256] = _release_matrix(artifact, reference, inputs)
+            evaluation = {**evaluation, "release_matrix": state.release[artifact.sha256]}
+            state.evaluations[artifact.sha256] = evaluation
+    return evaluation
+
+
+def _release_matrix(artifact: Artifact, reference: Artifact, inputs: RunInputs) -> dict:
+    spec = inputs.loaded.recipe.evaluation.release_matrix
+    key = cache.json_key(
+        {
+            "artifact": artifact.sha256,
+            "reference": reference.sha256,
+            "data": inputs.data_id,
+            "spec": spec.model_dump(mode="json"),
+            "env": inputs.env,
+        }
+    )
+    hit = cache.lookup(inputs.cache_root, "release", key)
+    if hit is None:
+
+        def work(_tmp: Path) -> dict:
+            label = f"release matrix {artifact.runtime}/{artifact.precision}"
+            with inputs.reporter.bar(label, len(spec.batches) * len(spec.sequences) * 2) as advance:
+                shapes = release_matrix(
+                    RUNTIMES[reference.runtime](reference.path),
+                    RUNTIMES[artifact.runtime](artifact.path),
+                    load_tokenizer(artifact.path),
+                    inputs.splits["test"].texts,
+                    spec,
+                    advance,
+                )
+            return {"reference": reference.sha256, "shapes": shapes}
+
+        hit = cache.build(inputs.cache_root, "release", key, work)
+    record = {k: v for k, v in hit[1].items() if k != "files"}
+    record["problems"] = matrix_problems(record["shapes"], spec.min_label_agreement)
+    worst = min((r["label_agreement"] or 0.0) for r in record["shapes"].values())
+    inputs.reporter.info(
+        f"  release matrix {len(record['shapes'])} shapes: "
+        + (f"[red]{len(record['problems'])} failing[/]" if record["problems"] else "all pass")
+        + f", lowest label agreement {worst:.2%}"
+    )
+    return record
+
+
+def _perturb_targets(inputs: RunInputs, state: RunState) -> dict[str, float]:
+    """The `perturb_weights` test hook: each such target gets a noisy copy of its artifact."""
+    done = {}
+    for i, target in enumerate(inputs.loaded.recipe.targets):
+        made = state.by_name.get(target.name) or state.by_target.get((target.runtime, target.precision))
+        if target.perturb_weights is None or made is None:
+            continue
+        artifact, _, stage = made
+        std, seed = target.perturb_weights, inputs.loaded.recipe.evaluation.seed + i
+        key = cache.json_key({"perturb": artifact.sha256, "std": std, "seed": seed, "method": 2})
+
+        def work(tmp: Path, artifact=artifact, std=std, seed=seed) -> dict:
+            perturb_folder(artifact.path, tmp / "model", std, seed)
+            return {"sha256": tree_sha256(tmp / "model")}
+
+        folder, record = cache.lookup(inputs.cache_root, "perturb", key) or cache.build(
+            inputs.cache_root, "perturb", key, work
+        )
+        noisy = Artifact(
+            artifact.kind, artifact.runtime, artifact.precision, folder / "model", record["sha256"]
+        )
+        inputs.reporter.info(f"[yellow]⚠[/] {target.name}: weights perturbed (std x{std}) by the recipe")
+        state.by_name[target.name] = (noisy, _assess(noisy, inputs, state), stage)
+        done[target.name] = std
+    return done
+
+
+def _artifact_points(state: RunState, perturbed: dict[str, float]) -> list[dict]:
+    """Every evaluated artifact of the run (perturbed copies included), for the accuracy/latency plot."""
+    made = [
+        (f"{stage['name']}: {a.runtime}/{a.precision}" + (f" ({', '.join(a.serves)})" if a.serves else ""), a)
+        for stage in state.stages
+        for a in state.by_stage.get(stage["name"], [])
+    ]
+    made += [(f"{name} (perturbed x{std})", state.by_name[name][0]) for name, std in perturbed.items()]
+    return [
+        {
+            "label": label,
+            "accuracy": state.evaluations[a.sha256]["accuracy"],
+            "macro_f1": state.evaluations[a.sha256]["macro_f1"],
+            "latency": state.evaluations[a.sha256]["latency"],
+            "size_mb": state.evaluations[a.sha256]["size_bytes"] / 1e6,
+        }
+        for label, a in made
+    ]
 
 
 def _run_stage(name, spec, loaded, splits, state, tmp: Path, *, reporter) -> dict:
@@ -258,39 +438,39 @@ def _latency_shapes(loaded) -> list[tuple[int, int]]:
     return sorted(shapes)
 
 
-def _evaluate(artifact, loaded, splits, n_labels, env, data_id, cache_root, reporter) -> dict:
-    recipe = loaded.recipe
-    shapes = _latency_shapes(loaded)
+def _evaluate(artifact: Artifact, inputs: RunInputs) -> dict:
+    recipe = inputs.loaded.recipe
+    shapes = _latency_shapes(inputs.loaded)
     key = cache.json_key(
         {
             "artifact": artifact.sha256,
             "runtime": artifact.runtime,
-            "data": data_id,
-            "evaluation": recipe.evaluation.model_dump(mode="json"),
+            "data": inputs.data_id,
+            "evaluation": recipe.evaluation.model_dump(mode="json", exclude={"release_matrix"}),
             "shapes": shapes,
-            "env": env,
+            "env": inputs.env,
         }
     )
-    hit = cache.lookup(cache_root, "evaluate", key)
+    hit = cache.lookup(inputs.cache_root, "evaluate", key)
     cached = hit is not None
     if hit is None:
 
         def work(_tmp: Path) -> dict:
             return evaluate_artifact(
                 artifact,
-                splits["test"],
-                num_labels=n_labels,
+                inputs.splits["test"],
+                num_labels=inputs.n_labels,
                 max_length=recipe.data.max_length,
                 spec=recipe.evaluation,
                 shapes=shapes,
-                progress=reporter,
+                progress=inputs.reporter,
             )
 
-        hit = cache.build(cache_root, "evaluate", key, work)
+        hit = cache.build(inputs.cache_root, "evaluate", key, work)
     record = dict(hit[1])
     record.pop("files", None)
     metric = recipe.evaluation.metric
-    reporter.info(
+    inputs.reporter.info(
         f"  {artifact.runtime}/{artifact.precision}: {metric} {record[metric]:.4f}, "
         f"1x128 {record['latency']['1x128']['median_ms']:.1f} ms, "
         f"{record['size_bytes'] / 1e6:.1f} MB" + ("  (cached)" if cached else "")
@@ -366,6 +546,9 @@ def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> 
                 disagreements=(paired.disagreements, paired.rows) if paired.paired else None,
                 max_disagreement=target.max_disagreement,
             )
+            release = state.release.get(artifact.sha256)
+            if release is not None:
+                results.append(gates.release_matrix_gate(release["problems"], len(release["shapes"])))
             stage_entry = next(s for s in state.stages if s["name"] == stage)
             if stage_entry["status"] == "failed":
                 results.append(gates.stage_failed(stage, stage_entry["reason"]))
@@ -379,6 +562,7 @@ def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> 
                     "latency": latency,
                     "size_mb": round(size_mb, 3),
                     "stage": stage,
+                    "artifact_sha256": artifact.sha256,
                     "source_artifact": artifact,
                 }
             )

@@ -63,3 +63,24 @@ def matrix_problems(matrix: dict, min_label_agreement: float) -> list[str]:
         elif r["label_agreement"] < min_label_agreement:
             problems.append(f"{shape}: label agreement {r['label_agreement']:.4f} < {min_label_agreement}")
     return problems
+
+
+def release_matrix(reference, candidate, tokenizer, texts: list[str], spec, advance=None) -> dict:
+    """`shape_matrix` over batches x sequences of a `ReleaseMatrixSpec`, plus the candidate's
+    latency at each shape: what a deployment will be asked to serve, checked before it ships."""
+    from compress.evaluate import measure_latency
+
+    shapes = [f"{b}x{s}" for b in spec.batches for s in spec.sequences]
+    rows = max(spec.rows, max(spec.batches))
+    texts = (texts * (rows // max(len(texts), 1) + 1))[:rows]  # repeat a short split to fill a batch
+    matrix = shape_matrix(reference, candidate, tokenizer, texts, shapes, rows)
+    for shape, result in matrix.items():
+        if result["error"] is None:
+            batch, seq = parse_shape(shape)
+            vocab = tokenizer.vocab_size
+            result["latency"] = measure_latency(candidate, batch, seq, vocab, 1, spec.latency_repeats)
+        else:
+            result["latency"] = None
+        if advance is not None:
+            advance()
+    return matrix

@@ -49,3 +49,40 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subpro
 
 def load_manifest(bundle: Path) -> dict:
     return json.loads((bundle / "manifest.json").read_text())
+
+
+# One output folder (and so one stage cache) for every CLI test of the session: each smoke variant
+# reuses the stages it shares with the first run.
+@pytest.fixture(scope="session")
+def out(tmp_path_factory):
+    return tmp_path_factory.mktemp("artifacts")
+
+
+@pytest.fixture(scope="session")
+def recipes(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recipes")
+
+    def write(name: str, **replace: str):
+        path = folder / f"{name}.toml"
+        path.write_text(smoke_text(**replace))
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def first_run(out, recipes):
+    """`compress run` on the smoke recipe: (recipe path, completed process)."""
+    recipe = recipes("smoke")
+    result = run_cli("run", str(recipe), "--out", str(out))
+    return recipe, result
+
+
+def run_variant(recipes, out, name: str, **replace: str):
+    """Run the smoke recipe with `old=new` substitutions; the CLI's result and the bundle's manifest."""
+    result = run_cli("run", str(recipes(name, **replace)), "--out", str(out))
+    return result, out / name / "latest", load_manifest(out / name / "latest")
+
+
+def stage_of(manifest: dict, name: str) -> dict:
+    return next(s for s in manifest["stages"] if s["name"] == name)

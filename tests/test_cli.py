@@ -6,41 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import load_manifest, run_cli, smoke_text
-
-
-@pytest.fixture(scope="module")
-def out(tmp_path_factory):
-    return tmp_path_factory.mktemp("artifacts")
-
-
-@pytest.fixture(scope="module")
-def recipes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("recipes")
-
-    def write(name: str, **replace: str):
-        path = folder / f"{name}.toml"
-        path.write_text(smoke_text(**replace))
-        return path
-
-    return write
-
-
-@pytest.fixture(scope="module")
-def first_run(out, recipes):
-    recipe = recipes("smoke")
-    result = run_cli("run", str(recipe), "--out", str(out))
-    return recipe, result
-
-
-def run_variant(recipes, out, name: str, **replace: str):
-    """Run the smoke recipe with `old=new` substitutions; the CLI's result and the bundle's manifest."""
-    result = run_cli("run", str(recipes(name, **replace)), "--out", str(out))
-    return result, out / name / "latest", load_manifest(out / name / "latest")
-
-
-def stage_of(manifest: dict, name: str) -> dict:
-    return next(s for s in manifest["stages"] if s["name"] == name)
+from tests.conftest import REPO, load_manifest, run_cli, run_variant, stage_of
 
 
 def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
@@ -219,12 +185,12 @@ def test_prune_stage_budget_breach_fails_the_run(first_run, out, recipes):
 
 @pytest.mark.parametrize("decision,code", [("point", 0), ("upper", 1)])
 def test_decision_policy_end_to_end(first_run, out, recipes, decision, code):
-    """A pinned baseline 1 point above the tiny model: under a 2-point budget, but the interval from
+    """A pinned baseline 1 point above the tiny model (0.66): under a 2-point budget, but the interval from
     200 rows is several points wide, so "point" passes with a noise warning and "upper" fails."""
     recipe = recipes(
         f"policy-{decision}",
         **{
-            "[evaluation]\n": "[evaluation]\nbaseline = 0.55\n",
+            "[evaluation]\n": "[evaluation]\nbaseline = 0.67\n",
             "max_accuracy_drop = 5.0": f'max_accuracy_drop = 2.0\ndecision = "{decision}"',
         },
     )
@@ -236,3 +202,130 @@ def test_decision_policy_end_to_end(first_run, out, recipes, decision, code):
     if decision == "upper":
         failures = [f.get("message") for f in ET.parse(bundle / "junit.xml").getroot().iter("failure")]
         assert failures and all("(decision = upper)" in m for m in failures)
+
+
+# --- #7: regression across runs, report, verify, reproduce, release matrix ---------------------------
+
+PERTURB_INT8 = {'name = "x86-onnxruntime-int8"': 'name = "x86-onnxruntime-int8"\nperturb_weights = 2.0'}
+
+
+def test_compare_names_the_perturbed_target_and_exits_1(first_run, out, recipes):
+    result, bundle, manifest = run_variant(recipes, out, "perturbed", **PERTURB_INT8)
+    assert result.returncode == 1, result.stderr  # the noisy INT8 no longer answers like FP32
+    int8 = manifest["targets"][2]
+    assert int8["perturbed_weights"] == 2.0
+    assert any(g["gate"] == "shapes" and not g["passed"] for g in int8["gates"])
+    compared = run_cli("compare", str(out / "smoke" / "latest"), str(bundle))
+    assert compared.returncode == 1, compared.stderr
+    rows = {
+        line.split("|")[1].strip(): line for line in compared.stdout.splitlines() if line.startswith("| ")
+    }
+    assert "**REGRESSED**" in rows["x86-onnxruntime-int8"] and "different" in rows["x86-onnxruntime-int8"]
+    for name in ("torch-fp32", "x86-onnxruntime-fp32"):
+        assert rows[name].rstrip(" |").endswith("unchanged") and "identical" in rows[name]
+    assert "- **x86-onnxruntime-int8** · accuracy:" in compared.stdout
+    assert "targets.2.perturb_weights" in compared.stdout
+    as_json = json.loads(
+        run_cli("compare", str(out / "smoke" / "latest"), str(bundle), "--format", "json").stdout
+    )
+    assert [r["status"] for r in as_json["targets"]] == ["unchanged", "unchanged", "regressed"]
+    same = run_cli("compare", str(out / "smoke" / "latest"), str(out / "smoke" / "latest"))
+    assert same.returncode == 0 and "No regression beyond tolerance" in same.stdout
+    missing = run_cli("compare", str(out / "nowhere"), str(bundle))
+    assert missing.returncode == 2 and "no such manifest" in missing.stderr
+
+
+def test_regression_against_latest_is_a_gate_in_the_run(first_run, out, recipes):
+    regression = {"[evaluation]\n": '[regression]\nbaseline = "latest"\n\n[evaluation]\n'}
+    first, _, manifest = run_variant(recipes, out, "watched", **regression)
+    assert first.returncode == 0, first.stderr
+    assert manifest["regression"] is None  # nothing earlier to compare with
+    again, bundle, manifest = run_variant(recipes, out, "watched", **regression, **PERTURB_INT8)
+    assert again.returncode == 1
+    assert manifest["regression"]["breached"]
+    assert "targets.2.perturb_weights" in manifest["regression"]["changed"][0]
+    failures = [
+        (case.get("classname"), case.find("failure").get("message"))
+        for case in ET.parse(bundle / "junit.xml").getroot().iter("testcase")
+        if case.find("failure") is not None and case.get("name") == "regression"
+    ]
+    assert len(failures) == 1
+    classname, message = failures[0]
+    int8 = manifest["targets"][2]
+    assert classname == "target.x86-onnxruntime-int8"
+    assert f"{manifest['targets'][1]['metric']:.4f} -> {int8['metric']:.4f}" in message
+    assert "exceeds max_metric_drop 0.50 pt" in message
+    report = (bundle / "report.md").read_text()
+    assert "## Changes since the baseline" in report and "**REGRESSED**" in report
+
+
+def test_bundle_has_report_sections_pareto_and_release_matrix(first_run, out):
+    bundle = out / "smoke" / "latest"
+    manifest = load_manifest(bundle)
+    assert (bundle / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (bundle / "report.md").read_text()
+    order = [
+        "# ✅ PASS",
+        "| target | runtime |",
+        "## Stages",
+        "## Changes since the baseline",
+        "## Release matrix",
+    ]
+    assert [report.index(s) for s in order] == sorted(report.index(s) for s in order)
+    assert "![accuracy against latency](pareto.png)" in report
+    onnx_evaluations = [
+        e for s in manifest["stages"] for e in s.get("evaluations", []) if e["runtime"] == "onnxruntime"
+    ]
+    assert len(onnx_evaluations) == 2
+    for evaluation in onnx_evaluations:
+        shapes = evaluation["release_matrix"]["shapes"]
+        assert set(shapes) == {f"{b}x{s}" for b in (1, 8, 32) for s in (16, 64, 128, 256)}
+        assert all(r["error"] is None and r["latency"]["median_ms"] > 0 for r in shapes.values())
+    assert report.count("| batch \\ sequence | 16 | 64 | 128 | 256 |") == 2
+    for target in manifest["targets"][1:]:
+        assert any(g["gate"] == "shapes" and g["passed"] for g in target["gates"])
+    shown = run_cli("report", str(bundle))
+    assert (
+        shown.returncode == 0 and "x86-onnxruntime-int8" in shown.stdout and "Release matrix" in shown.stdout
+    )
+
+
+def test_verify_passes_then_names_a_flipped_byte(first_run, out, tmp_path):
+    import shutil
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree((out / "smoke" / "latest").resolve(), bundle)  # a copy: bundle files link the cache
+    ok = run_cli("verify", str(bundle))
+    assert ok.returncode == 0, ok.stderr
+    assert "2 ONNX models load and run" in ok.stdout
+    model = bundle / "targets" / "x86-onnxruntime-int8" / "model.onnx"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    bad = run_cli("verify", str(bundle))
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("FAIL: targets/x86-onnxruntime-int8/model.onnx:")
+
+
+def test_reproduce_reruns_a_bundle_and_refuses_changed_data(first_run, out, tmp_path):
+    import shutil
+
+    recipe_dir = tmp_path / "recipes"
+    shutil.copytree(REPO / "recipes" / "data", recipe_dir / "data")
+    recipe = recipe_dir / "smoke.toml"
+    shutil.copy(REPO / "recipes" / "smoke.toml", recipe)
+    made = run_cli("run", str(recipe), "--out", str(tmp_path / "a"))
+    assert made.returncode == 0, made.stderr
+    bundle = (tmp_path / "a" / "smoke" / "latest").resolve()
+    again = run_cli("run", "--reproduce", str(bundle), "--out", str(tmp_path / "b"))
+    assert again.returncode == 0, again.stderr
+    manifest = load_manifest(tmp_path / "b" / "smoke" / "latest")
+    assert not any(s["cached"] for s in manifest["stages"])  # rebuilt, not reused
+    assert [r["status"] for r in manifest["regression"]["targets"]] == ["unchanged"] * 3
+    assert manifest["regression"]["changed"] == []
+    with open(recipe_dir / "data" / "sst2" / "test.tsv", "a") as f:
+        f.write("an extra row\t1\n")
+    # run where no other copy of the data lies (from the repository, its own data would match)
+    refused = run_cli("run", "--reproduce", str(bundle), "--out", str(tmp_path / "c"), cwd=tmp_path)
+    assert refused.returncode == 2 and "data file 'test'" in refused.stderr and "changed" in refused.stderr
+    assert "Traceback" not in refused.stderr and not (tmp_path / "c" / "smoke").exists()

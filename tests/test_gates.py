@@ -166,3 +166,12 @@ def test_a_best_effort_artifact_fails_its_target_even_when_its_figures_pass():
     stage = gates.stage_failed("quantize", "no trial met quantize.max_accuracy_drop -5.00 pt")
     assert gates.target_verdict([*figures, stage]) == "fail"
     assert stage.gate == "stage" and stage.message.startswith("best-effort artifact: stage 'quantize' failed")
+
+
+def test_release_matrix_gate():
+    ok = gates.release_matrix_gate([], 12)
+    assert ok.passed and ok.gate == "shapes"
+    problems = [f"{s}: label agreement 0.9 < 0.99" for s in ("1x16", "8x64", "32x128", "32x256", "1x256")]
+    bad = gates.release_matrix_gate(problems, 12)
+    assert not bad.passed and bad.message.startswith("5 of 12 release-matrix shapes fail: 1x16:")
+    assert bad.message.endswith("...") and "1x256" not in bad.message

@@ -167,3 +167,43 @@ def test_isa_only_on_int8_onnxruntime_targets(write_recipe):
 def test_bad_quantize_settings_are_named(write_recipe, line, needle):
     msg = problems(write_recipe, smoke_text(**{'mode = "dynamic"': f'mode = "dynamic"\n{line}'}))
     assert needle in msg
+
+
+@pytest.mark.parametrize(
+    "table,needle",
+    [
+        ('[regression]\nbaseline = "nowhere/manifest.json"', "regression.baseline (line"),
+        ("[regression]\nmax_metric_drop = -1", "regression.max_metric_drop"),
+        ("[regression]\nmax_size_increase = -0.1", "regression.max_size_increase"),
+        ("[evaluation.release_matrix]\nbatches = []", "evaluation.release_matrix.batches"),
+        ("[evaluation.release_matrix]\nsequences = [16, 1024]", "evaluation.release_matrix.sequences[1]"),
+        (
+            "[evaluation.release_matrix]\nmin_label_agreement = 2",
+            "evaluation.release_matrix.min_label_agreement",
+        ),
+        (
+            '[[targets]]\nname = "x"\nruntime = "torch"\nprecision = "fp32"\n'
+            "max_accuracy_drop = 1\nperturb_weights = 0",
+            "perturb_weights",
+        ),
+    ],
+)
+def test_regression_release_and_perturb_settings_are_checked(write_recipe, table, needle):
+    assert needle in problems(write_recipe, smoke_text() + "\n" + table + "\n")
+
+
+def test_regression_baseline_path_resolves_beside_the_recipe(write_recipe, tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "manifest.json").write_text("{}")
+    loaded = load_recipe(write_recipe(smoke_text() + '\n[regression]\nbaseline = "old"\n'))
+    assert loaded.recipe.regression.baseline == str((tmp_path / "old").resolve())
+    latest = load_recipe(write_recipe(smoke_text() + "\n[regression]\n"))
+    assert latest.recipe.regression.baseline == "latest" and latest.recipe.regression.max_metric_drop == 0.5
+
+
+def test_recipe_hash_ignores_where_the_checkout_lies(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for folder in (a, b):
+        folder.mkdir()
+        (folder / "r.toml").write_text(smoke_text())
+    assert load_recipe(a / "r.toml").sha256() == load_recipe(b / "r.toml").sha256()

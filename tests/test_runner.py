@@ -31,10 +31,14 @@ def test_packaged_minilm_small_run(tmp_path):
     text = smoke_text(
         **{
             tiny: 'packaged = "all-MiniLM-L6-v2"',
-            "train_rows = 400": "train_rows = 64",
+            "train_rows = 2000": "train_rows = 64",
+            "epochs = 3": "epochs = 1",
             "dev_rows = 100": "dev_rows = 32",
             "test_rows = 200": "test_rows = 64",
-            "learning_rate = 1e-3": "learning_rate = 1e-4",
+            "learning_rate = 2e-3": "learning_rate = 1e-4",
+            # the release matrix at a few shapes: the full one costs a minute on the real model
+            "latency_repeats = 5": "latency_repeats = 5\n\n[evaluation.release_matrix]\n"
+            "batches = [1, 8]\nsequences = [16, 64]\nrows = 16\nmin_label_agreement = 0.5",
             "max_accuracy_drop = 5.0": "max_accuracy_drop = 100.0",
             "max_size_mb = 50": "max_size_mb = 200",
             # an undertrained model's logits sit near the boundary: INT8 flips some of them

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from compress.shapes import matrix_problems, parse_shape, shape_matrix
+from compress.shapes import matrix_problems, parse_shape, release_matrix, shape_matrix
 
 
 class FakeTokenizer:
@@ -59,3 +59,25 @@ def test_a_shape_the_model_cannot_run_or_answers_wrongly_is_a_problem():
 @pytest.mark.parametrize("text,expected", [("1x16", (1, 16)), ("32x256", (32, 256)), ("8X64", (8, 64))])
 def test_parse_shape(text, expected):
     assert parse_shape(text) == expected
+
+
+def test_release_matrix_adds_latency_and_fills_short_splits():
+    from compress.recipe import ReleaseMatrixSpec
+
+    class Tokenizer(FakeTokenizer):
+        vocab_size = 2000
+
+    def candidate(batch):
+        if batch["input_ids"].shape[1] == 32:
+            raise RuntimeError("Attention mask shape mismatch\nmore")
+        return reference(batch)
+
+    spec = ReleaseMatrixSpec(batches=[1, 8], sequences=[16, 32], rows=8, latency_repeats=2)
+    matrix = release_matrix(reference, candidate, Tokenizer(), ["a", "bb", "ccc"], spec)
+    assert set(matrix) == {"1x16", "1x32", "8x16", "8x32"}
+    assert matrix["8x16"]["rows"] == 8  # three texts repeated to fill a batch of eight
+    assert matrix["1x16"]["latency"]["median_ms"] >= 0 and matrix["1x32"]["latency"] is None
+    assert matrix_problems(matrix, 0.99) == [
+        "1x32: fails to run: Attention mask shape mismatch",
+        "8x32: fails to run: Attention mask shape mismatch",
+    ]
