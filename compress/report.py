@@ -286,7 +286,7 @@ def blocks_markdown(blocks: list[Block]) -> list[str]:
     lines: list[str] = []
     for block in blocks:
         if isinstance(block, Table):
-            lines += ([""] if lines else []) + _md_table(block) + [""]
+            lines += ([""] if lines and lines[-1] else []) + _md_table(block) + [""]
         elif block.startswith(("- ", "  -")):
             lines.append(block)
         else:  # a paragraph
