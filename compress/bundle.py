@@ -15,6 +15,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from compress.environment import python_version
+from compress.errors import CompressError
 from compress.hashing import file_sha256, json_sha256
 from compress.plots import write_pareto
 from compress.recipe import LoadedRecipe
@@ -78,47 +79,20 @@ def write(
     run_id = _run_id(parent)
     tmp = parent / f".tmp-{run_id}-{os.getpid()}"
     try:
-        tmp.mkdir()
-        for target in targets:
-            artifact = target.pop("source_artifact", None)
-            if artifact is not None:
-                rel = f"targets/{target['name']}"
-                _link_or_copy_tree(artifact.path, tmp / rel)
-                target["artifact"] = rel
-        manifest = {
-            "schema": MANIFEST_SCHEMA,
-            "recipe_name": loaded.name,
-            "run_id": run_id,
-            "created": datetime.now(UTC).isoformat(timespec="seconds"),
-            "verdict": verdict,
-            "seconds": seconds,
-            "recipe": {
-                "path": str(loaded.path),
-                "copy": RECIPE_COPY,
-                "sha256": loaded.sha256(),
-                "resolved": loaded.resolved(),
-            },
-            "data": data_id,
-            "environment": {"python": python_version(), **env["versions"], "cpu": env["cpu"]},
-            "stages": stages,
-            "targets": targets,
-            "regression": regression,
-            "pareto": PARETO if artifacts else None,
-        }
-        (tmp / RECIPE_COPY).write_text(loaded.text)
-        if artifacts:
-            metric = loaded.recipe.evaluation.metric
-            write_pareto(tmp / PARETO, artifacts, targets, metric, f"{loaded.name} run {run_id}")
-        (tmp / "report.md").write_text(render_report(manifest))
-        (tmp / "junit.xml").write_text(render_junit(manifest))
-        manifest["files"] = [
-            {"path": p.relative_to(tmp).as_posix(), "sha256": file_sha256(p), "bytes": p.stat().st_size}
-            for p in sorted(tmp.rglob("*"))
-            if p.is_file()
-        ]
-        (tmp / "manifest.json").write_text(manifest_text(manifest))
+        fields = dict(
+            targets=targets, stages=stages, env=env, data_id=data_id, verdict=verdict, seconds=seconds
+        )
+        _write_into(tmp, run_id, loaded, {**fields, "regression": regression, "artifacts": artifacts})
         final = parent / run_id
         os.rename(tmp, final)
+    except OSError as exc:  # disk full, permissions, a cache file gone: nothing is replaced
+        previous = (parent / "latest").resolve() if (parent / "latest").exists() else None
+        kept = f"the previous bundle {previous} is intact" if previous else "no earlier bundle existed"
+        raise CompressError(
+            f"could not write the bundle in {parent}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+            + f"; nothing was replaced, {kept}"
+        ) from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -129,6 +103,50 @@ def write(
     staging.symlink_to(run_id)
     os.replace(staging, link)
     return final
+
+
+def _write_into(tmp: Path, run_id: str, loaded: LoadedRecipe, f: dict) -> None:
+    """Every file of the bundle into the temporary folder `tmp`; `f` holds write()'s arguments."""
+    targets, artifacts = f["targets"], f["artifacts"]
+    tmp.mkdir()
+    for target in targets:
+        artifact = target.pop("source_artifact", None)
+        if artifact is not None:
+            rel = f"targets/{target['name']}"
+            _link_or_copy_tree(artifact.path, tmp / rel)
+            target["artifact"] = rel
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "recipe_name": loaded.name,
+        "run_id": run_id,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "verdict": f["verdict"],
+        "seconds": f["seconds"],
+        "recipe": {
+            "path": str(loaded.path),
+            "copy": RECIPE_COPY,
+            "sha256": loaded.sha256(),
+            "resolved": loaded.resolved(),
+        },
+        "data": f["data_id"],
+        "environment": {"python": python_version(), **f["env"]["versions"], "cpu": f["env"]["cpu"]},
+        "stages": f["stages"],
+        "targets": targets,
+        "regression": f["regression"],
+        "pareto": PARETO if artifacts else None,
+    }
+    (tmp / RECIPE_COPY).write_text(loaded.text)
+    if artifacts:
+        metric = loaded.recipe.evaluation.metric
+        write_pareto(tmp / PARETO, artifacts, targets, metric, f"{loaded.name} run {run_id}")
+    (tmp / "report.md").write_text(render_report(manifest))
+    (tmp / "junit.xml").write_text(render_junit(manifest))
+    manifest["files"] = [
+        {"path": p.relative_to(tmp).as_posix(), "sha256": file_sha256(p), "bytes": p.stat().st_size}
+        for p in sorted(tmp.rglob("*"))
+        if p.is_file()
+    ]
+    (tmp / "manifest.json").write_text(manifest_text(manifest))
 
 
 def render_junit(m: dict) -> str:

@@ -3,6 +3,7 @@ failed (the bundle is still written), 2 bad input or configuration."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
@@ -14,8 +15,27 @@ EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def _fail_input(exc: Exception) -> None:
-    click.echo(f"error: {exc}", err=True)
+    """One line, always: control characters from a recipe or data file are shown escaped, so
+    they can neither split the message nor drive the terminal."""
+    text = "".join(ch if ch.isprintable() or ch == " " else repr(ch)[1:-1] for ch in str(exc))
+    click.echo(f"error: {text}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so every half-written folder is removed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
+_ALLOW_OUTSIDE = click.option(
+    "--allow-outside",
+    is_flag=True,
+    help="Let the recipe name absolute paths or paths with '..' (by default every path it names "
+    "must lie inside its own folder tree).",
+)
 
 
 @click.group()
@@ -26,12 +46,13 @@ def main() -> None:
 
 @main.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
-def validate(recipe: Path) -> None:
+@_ALLOW_OUTSIDE
+def validate(recipe: Path, allow_outside: bool) -> None:
     """Check RECIPE (schema, files, columns, labels) without running anything."""
     from compress.recipe import load_recipe
 
     try:
-        loaded = load_recipe(recipe)
+        loaded = load_recipe(recipe, allow_outside=allow_outside)
     except CompressError as exc:
         _fail_input(exc)
     stages = [s for s in _stage_names() if getattr(loaded.recipe, s) is not None]
@@ -63,6 +84,7 @@ def _stage_names() -> tuple[str, ...]:
     help="RECIPE is a bundle: rerun its recorded recipe on the same data, rebuilding every stage, "
     "and compare the result with that bundle.",
 )
+@_ALLOW_OUTSIDE
 def run(
     recipe: Path,
     out: Path | None,
@@ -71,6 +93,7 @@ def run(
     start: str | None,
     quiet: bool,
     reproduce: bool,
+    allow_outside: bool,
 ) -> None:
     """Run RECIPE end to end and write a bundle; exit 1 if a required target fails."""
     if only and start:
@@ -80,17 +103,18 @@ def run(
     from compress.recipe import load_recipe
 
     reporter = Reporter(quiet=quiet)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         baseline = None
         if reproduce:
             from compress.reproduce import recorded_recipe
 
-            loaded, notes = recorded_recipe(recipe)
+            loaded, notes = recorded_recipe(recipe, allow_outside=allow_outside)
             baseline, no_cache = recipe, True
             for note in notes:
                 reporter.info(f"[yellow]⚠[/] {note}")
         else:
-            loaded = load_recipe(recipe)
+            loaded = load_recipe(recipe, allow_outside=allow_outside)
         outcome = runner.run(
             loaded,
             out_root=out,
@@ -102,11 +126,14 @@ def run(
         )
     except CompressError as exc:
         _fail_input(exc)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        what = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
         click.echo(
-            "error: interrupted; completed stages are cached, re-run the same command to resume", err=True
+            f"error: {what}; the unfinished stage was discarded, completed stages are cached: "
+            "re-run the same command to resume",
+            err=True,
         )
-        sys.exit(130)
+        sys.exit(143 if isinstance(exc, _Terminated) else 130)
     click.echo(f"{'PASS' if outcome.verdict == 'pass' else 'FAIL'}: {outcome.bundle / 'report.md'}")
     sys.exit(EXIT_PASS if outcome.verdict == "pass" else EXIT_FAIL)
 

@@ -9,18 +9,22 @@ from __future__ import annotations
 import csv
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from compress.recipe import DataSpec
 
 MAX_FIELD = 1_000_000
+# Splits are read into memory whole. 2 GB of text is far beyond a fine-tuning set for a BERT-class
+# classifier and near what a CI machine's memory holds; a bigger file is a mistake, not a data set.
+MAX_FILE_BYTES = 2_000_000_000
 
 
 @dataclass(frozen=True)
 class Split:
     texts: list[str]
     labels: list[int]
+    lines: list[int] = field(default_factory=list)  # each row's line in its file, for messages
 
 
 class DataError(ValueError):
@@ -44,6 +48,9 @@ def file_format(spec: DataSpec, path: Path) -> str:
 def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
     """(line number, text, raw label) for every data row of a file."""
     fmt = file_format(spec, path)
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: {size:,} bytes; a data file may be at most {MAX_FILE_BYTES:,}")
     try:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
@@ -122,13 +129,14 @@ def read_split(spec: DataSpec, path: Path) -> Split:
     rows = _read_rows(spec, path)
     if not rows:
         raise DataError(f"{path}: no data rows")
-    texts, labels = [], []
+    texts, labels, lines = [], [], []
     for line, text, raw in rows:
         if len(text) > MAX_FIELD:
             raise DataError(f"{path}: line {line}: text longer than {MAX_FIELD} characters")
         texts.append(text)
         labels.append(_to_label(spec, path, line, raw))
-    return Split(texts, labels)
+        lines.append(line)
+    return Split(texts, labels, lines)
 
 
 def num_labels(spec: DataSpec, train: Split) -> int:
@@ -148,14 +156,32 @@ def check_data_files(spec: DataSpec) -> list[tuple[str, str]]:
             if exc.key is None or exc.key not in dict(problems):  # a bad column: say it once
                 problems.append((exc.key or key, str(exc)))
     if "train" in splits and not problems:
-        n = num_labels(spec, splits["train"])
-        if len(set(splits["train"].labels)) < 2:
+        train = splits["train"]
+        n = num_labels(spec, train)
+        if len(set(train.labels)) < 2:
             problems.append(("train", f"{spec.train}: every row has the same label"))
+        elif spec.label_names is None and len(set(train.labels)) < n:
+            unused = sorted(set(range(n)) - set(train.labels))
+            first_gap = unused[0]
+            row = next(i for i, y in enumerate(train.labels) if y > first_gap)
+            problems.append(
+                (
+                    "train",
+                    f"{spec.train}: line {train.lines[row]}: label {train.labels[row]} leaves labels "
+                    f"{unused} unused: integer labels must be 0..n-1 (or give label_names)",
+                )
+            )
         for key in ("dev", "test"):
-            outside = sorted({y for y in splits[key].labels if y >= n})
+            split = splits[key]
+            outside = [i for i, y in enumerate(split.labels) if y >= n]
             if outside:
+                values = sorted({split.labels[i] for i in outside})
                 problems.append(
-                    (key, f"{getattr(spec, key)}: labels {outside} never occur in train (0..{n - 1})")
+                    (
+                        key,
+                        f"{getattr(spec, key)}: line {split.lines[outside[0]]}: labels {values} never "
+                        f"occur in train (0..{n - 1})",
+                    )
                 )
     return problems
 
@@ -168,7 +194,9 @@ def load_splits(spec: DataSpec) -> dict[str, Split]:
         limit = getattr(spec, f"{key}_rows")
         if limit is not None and limit < len(split.texts):
             idx = sorted(random.Random(spec.seed).sample(range(len(split.texts)), limit))
-            split = Split([split.texts[i] for i in idx], [split.labels[i] for i in idx])
+            split = Split(
+                [split.texts[i] for i in idx], [split.labels[i] for i in idx], [split.lines[i] for i in idx]
+            )
         out[key] = split
     return out
 

@@ -211,7 +211,7 @@ class Target(_Strict):
 
 class OutputSpec(_Strict):
     dir: PathField = Path("artifacts")
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
 
 
 class Recipe(_Strict):
@@ -258,16 +258,26 @@ class LoadedRecipe(BaseModel):
         return json_sha256(resolved)
 
 
-def load_recipe(path: Path | str, *, text: str | None = None, base: Path | None = None) -> LoadedRecipe:
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of settings; anything near this is not one
+
+
+def load_recipe(
+    path: Path | str, *, text: str | None = None, base: Path | None = None, allow_outside: bool = False
+) -> LoadedRecipe:
     """Parse, validate and resolve a recipe; raise one CompressError listing every problem.
 
     `text` and `base` replay a recipe stored in a bundle: its text, with relative paths resolved
     against `base` (the folder the original recipe lay in) instead of `path`'s folder.
+    Paths in a recipe must stay inside its folder tree (no absolute paths, no `..`) unless
+    `allow_outside`: a recipe copied from elsewhere cannot read or write where it likes.
     """
     path = Path(path)
     if text is None:
         if not path.is_file():
             raise CompressError(f"{path}: recipe file not found")
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise CompressError(f"{path}: {size:,} bytes; a recipe may be at most {MAX_RECIPE_BYTES:,}")
         text = path.read_bytes().decode("utf-8", errors="replace")
     try:
         raw = tomllib.loads(text)
@@ -277,6 +287,9 @@ def load_recipe(path: Path | str, *, text: str | None = None, base: Path | None 
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
         raise CompressError(f"{path}: " + "; ".join(_describe(e, text) for e in exc.errors())) from None
+    outside = [] if allow_outside else _paths_outside(recipe, text)
+    if outside:
+        raise CompressError(f"{path}: " + "; ".join(outside))
     recipe = _resolve_paths(recipe, (base or path.parent).resolve())
     problems = _check_stages_cover_targets(recipe, text) + _check_files(recipe, text)
     if not problems and recipe.prune is not None:
@@ -289,6 +302,21 @@ def load_recipe(path: Path | str, *, text: str | None = None, base: Path | None 
         raise CompressError(f"{path}: " + "; ".join(problems))
     name = recipe.output.name or path.stem
     return LoadedRecipe(path=path.resolve(), name=name, recipe=recipe, text=text)
+
+
+def _paths_outside(recipe: Recipe, text: str) -> list[str]:
+    """Every path key that is absolute or climbs out with `..`, named with its line."""
+    paths = {("data", k): getattr(recipe.data, k) for k in ("train", "dev", "test")}
+    paths[("model", "path")] = recipe.model.path
+    paths[("output", "dir")] = recipe.output.dir
+    if recipe.regression is not None and recipe.regression.baseline != "latest":
+        paths[("regression", "baseline")] = Path(recipe.regression.baseline)
+    return [
+        f"{_where(loc, text)}: {p} leads outside the recipe's folder (absolute or '..'); "
+        "give it on the command line with --allow-outside if that is intended"
+        for loc, p in paths.items()
+        if p is not None and (p.is_absolute() or ".." in p.parts)
+    ]
 
 
 def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:

@@ -22,7 +22,7 @@ def _data_matches(loaded: LoadedRecipe, recorded: dict) -> list[str]:
     return problems
 
 
-def recorded_recipe(bundle: Path) -> tuple[LoadedRecipe, list[str]]:
+def recorded_recipe(bundle: Path, *, allow_outside: bool = False) -> tuple[LoadedRecipe, list[str]]:
     """The bundle's recipe, resolved where its data files still match; and notes on what differs
     (toolchain versions). Raises CompressError when the bundle or its data cannot be trusted."""
     from compress.verify import BundleInvalid, check_manifest
@@ -48,7 +48,7 @@ def recorded_recipe(bundle: Path) -> tuple[LoadedRecipe, list[str]]:
         if not base.is_dir():
             continue
         try:
-            loaded = load_recipe(original, text=text, base=base)
+            loaded = load_recipe(original, text=text, base=base, allow_outside=allow_outside)
         except CompressError as exc:
             tried.append(f"from {base}: {exc}")
             continue

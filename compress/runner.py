@@ -100,6 +100,9 @@ def run(
         "files": {k: file_sha256(getattr(recipe.data, k)) for k in ("train", "dev", "test")},
     }
     inputs = RunInputs(loaded, splits, n_labels, env, data_id, cache_root, reporter)
+    stale = cache.remove_stale_entries(cache_root) + cache.remove_stale(out_root / loaded.name, -1)
+    if stale:
+        reporter.info(f"removed {len(stale)} unfinished folder(s) left by an interrupted run")
     previous = _previous_run(loaded, out_root, regression_baseline)  # read now: bad input fails early
     state = RunState()
     reporter.info(

@@ -26,7 +26,10 @@ def shape_matrix(
     out = {}
     for shape in shapes:
         batch_size, seq = parse_shape(shape)
-        ids = tokenize(tokenizer, texts[:rows], seq)
+        chosen = texts[:rows]
+        if chosen and len(chosen) < batch_size:  # a split smaller than one batch: repeat it
+            chosen = (chosen * (batch_size // len(chosen) + 1))[:batch_size]
+        ids = tokenize(tokenizer, chosen, seq)
         agree, seen, max_diff, error = 0, 0, 0.0, None
         for start in range(0, len(ids) - batch_size + 1, batch_size):  # full batches only
             batch = pad_batch(ids[start : start + batch_size], pad_id, width=seq)
@@ -71,9 +74,7 @@ def release_matrix(reference, candidate, tokenizer, texts: list[str], spec, adva
     from compress.evaluate import measure_latency
 
     shapes = [f"{b}x{s}" for b in spec.batches for s in spec.sequences]
-    rows = max(spec.rows, max(spec.batches))
-    texts = (texts * (rows // max(len(texts), 1) + 1))[:rows]  # repeat a short split to fill a batch
-    matrix = shape_matrix(reference, candidate, tokenizer, texts, shapes, rows)
+    matrix = shape_matrix(reference, candidate, tokenizer, texts, shapes, spec.rows)
     for shape, result in matrix.items():
         if result["error"] is None:
             batch, seq = parse_shape(shape)

@@ -2,7 +2,7 @@ import pytest
 
 from compress.errors import CompressError
 from compress.recipe import load_recipe
-from tests.conftest import smoke_text
+from tests.conftest import link_data, smoke_text
 
 
 def problems(write_recipe, text: str) -> str:
@@ -99,7 +99,7 @@ def test_local_model_without_safetensors(write_recipe, tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "pytorch_model.bin").write_bytes(b"pickle")
-    text = smoke_text(**{"tiny = {": f'path = "{folder}"\n# tiny = {{'})
+    text = smoke_text(**{"tiny = {": 'path = "ckpt"\n# tiny = {{'})
     msg = problems(write_recipe, text)
     assert "model.path" in msg and "no *.safetensors" in msg
 
@@ -115,7 +115,7 @@ def test_corrupt_safetensors_is_named(write_recipe, tmp_path):
     data = (folder / "model.safetensors").read_bytes()
     (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
     tiny = next(line for line in smoke_text().splitlines() if line.startswith("tiny = "))
-    msg = problems(write_recipe, smoke_text(**{tiny: f'path = "{folder}"'}))
+    msg = problems(write_recipe, smoke_text(**{tiny: 'path = "ckpt"'}))
     assert "model.path" in msg and "corrupt weights file" in msg and "model.safetensors" in msg
 
 
@@ -205,5 +205,43 @@ def test_recipe_hash_ignores_where_the_checkout_lies(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for folder in (a, b):
         folder.mkdir()
+        link_data(folder)
         (folder / "r.toml").write_text(smoke_text())
     assert load_recipe(a / "r.toml").sha256() == load_recipe(b / "r.toml").sha256()
+
+
+@pytest.mark.parametrize(
+    "old,new,key",
+    [
+        ('"data/sst2/train.tsv"', '"/etc/passwd"', "data.train (line"),
+        ('"data/sst2/dev.tsv"', '"../../dev.tsv"', "data.dev (line"),
+        ("[model]\ntiny = {", '[model]\npath = "../ckpt"\n# tiny = {', "model.path (line"),
+        ("[evaluation]", '[output]\ndir = "/tmp/elsewhere"\n\n[evaluation]', "output.dir (line"),
+    ],
+    ids=["absolute data", "dotdot data", "dotdot model", "absolute output"],
+)
+def test_paths_outside_the_recipe_folder_are_refused(write_recipe, old, new, key):
+    msg = problems(write_recipe, smoke_text(**{old: new}))
+    assert key in msg and "leads outside the recipe's folder" in msg and "--allow-outside" in msg
+
+
+def test_allow_outside_lets_an_absolute_path_through(write_recipe, tmp_path):
+    absolute = (tmp_path / "data" / "sst2" / "train.tsv").resolve()
+    path = write_recipe(smoke_text(**{'"data/sst2/train.tsv"': f'"{absolute}"'}))
+    with pytest.raises(CompressError, match="data.train"):
+        load_recipe(path)
+    assert load_recipe(path, allow_outside=True).recipe.data.train == absolute
+
+
+def test_a_huge_recipe_is_refused_before_parsing(write_recipe):
+    path = write_recipe(smoke_text() + "#" * (2 << 20))
+    with pytest.raises(CompressError, match="a recipe may be at most 1,048,576"):
+        load_recipe(path)
+
+
+def test_a_huge_data_file_is_refused_naming_it(write_recipe, monkeypatch):
+    from compress import data
+
+    monkeypatch.setattr(data, "MAX_FILE_BYTES", 1000)
+    msg = problems(write_recipe, smoke_text())
+    assert "train.tsv" in msg and "a data file may be at most 1,000" in msg

@@ -2,7 +2,7 @@ import pytest
 
 from compress.errors import CompressError
 from compress.runner import select_stages
-from tests.conftest import load_manifest, run_cli, smoke_text
+from tests.conftest import link_data, load_manifest, run_cli, smoke_text
 
 STAGES = ["finetune", "export"]
 
@@ -45,6 +45,7 @@ def test_packaged_minilm_small_run(tmp_path):
             'mode = "dynamic"': 'mode = "dynamic"\nmin_label_agreement = 0.5\ncheck_rows = 64',
         }
     )
+    link_data(tmp_path)
     recipe = tmp_path / "minilm.toml"
     recipe.write_text(text)
     result = run_cli("run", str(recipe), "--out", str(tmp_path / "out"))

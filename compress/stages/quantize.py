@@ -438,7 +438,11 @@ def _notes(metrics: dict, outcome, candidates: int) -> list[str]:
         + (f" ({', '.join(chosen.fp32_layers)})" if chosen.fp32_layers else "")
     )
     shapes = ", ".join(
-        f"{shape} {r['label_agreement']:.1%}" if r["error"] is None else f"{shape} ERROR"
+        f"{shape} ERROR"
+        if r["error"] is not None
+        else f"{shape} {r['label_agreement']:.1%}"
+        if r["label_agreement"] is not None
+        else f"{shape} no rows"
         for shape, r in metrics["shape_matrix"].items()
     )
     return [
