@@ -227,3 +227,37 @@ def verify(bundle: Path) -> None:
         f"ok: {bundle}: {summary['files']} files match the manifest, "
         f"{len(summary['models_run'])} ONNX models load and run"
     )
+
+
+@main.command()
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option(
+    "--engine",
+    "engine_path",
+    type=click.Path(path_type=Path),
+    help="Where to write the engine (default: <folder name>.engine here; the bundle stays untouched).",
+)
+def engine(folder: Path, engine_path: Path | None) -> None:
+    """Build the TensorRT engine of a bundle's tensorrt target FOLDER on this machine's GPU, from
+    its model.onnx and the shape range in engine.json, then check it against the same graph in ONNX
+    Runtime on sample batches. Exit 1 when no engine can be built here, saying why."""
+    import json
+
+    from compress import tensorrt
+
+    record_path = folder / "engine.json"
+    if not record_path.is_file() or not (folder / "model.onnx").is_file():
+        _fail_input(
+            CompressError(f"{folder}: not a tensorrt target folder (needs model.onnx and engine.json)")
+        )
+    record = json.loads(record_path.read_text())
+    reason = tensorrt.unavailable()
+    if reason:
+        click.echo(f"FAIL: not-built: {reason}", err=True)
+        sys.exit(EXIT_FAIL)
+    from compress.tensorrt import build_and_check
+
+    engine_path = engine_path or Path(f"{folder.resolve().name}.engine")
+    summary = build_and_check(folder, engine_path, record["profile"])
+    click.echo(json.dumps(summary, indent=2))
+    sys.exit(EXIT_PASS if summary["passed"] else EXIT_FAIL)

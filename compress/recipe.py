@@ -157,6 +157,44 @@ class QuantizeSpec(_Strict):
     min_label_agreement: float = Field(0.99, ge=0, le=1)
 
 
+ShapeText = Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]*x[1-9][0-9]*$")]
+
+
+class EngineInt8Spec(_Strict):
+    """TensorRT-style INT8 (symmetric Q/DQ, per-channel weights), with the quantize stage's fallback."""
+
+    calibration: Literal["minmax", "entropy", "percentile"] = "percentile"
+    calibration_rows: int = Field(256, ge=1)  # dev rows, never test rows
+    max_accuracy_drop: float | None = 0.5  # points vs the FP32 ONNX model on dev; misses start the fallback
+    max_trials: int = Field(8, ge=1, le=32)
+    check_shapes: list[ShapeText] = ["1x16", "1x128", "8x64"]
+    check_rows: int | None = Field(None, ge=1)
+    min_label_agreement: float = Field(0.99, ge=0, le=1)
+
+
+class EngineSpec(_Strict):
+    """Precision-carrying ONNX for TensorRT targets, and the engines where a GPU is present."""
+
+    fp16_keep_fp32: list[str] = ["LayerNormalization", "Softmax"]  # op types that overflow in FP16
+    int8: EngineInt8Spec = EngineInt8Spec()
+    workspace_mb: int = Field(2048, ge=64, le=1 << 20)
+
+
+class ProfileSpec(_Strict):
+    """The batch x sequence range an engine is built for (a TensorRT optimization profile)."""
+
+    min: ShapeText = "1x16"
+    opt: ShapeText = "1x128"
+    max: ShapeText = "32x256"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ProfileSpec:
+        shapes = [tuple(int(x) for x in s.split("x")) for s in (self.min, self.opt, self.max)]
+        if not all(a <= b <= c for a, b, c in zip(*shapes, strict=True)):
+            raise ValueError("need min <= opt <= max in both batch and sequence")
+        return self
+
+
 class ReleaseMatrixSpec(_Strict):
     """Every ONNX artifact at every batch x sequence it may be served at, against its FP32 reference."""
 
@@ -204,6 +242,10 @@ class Target(_Strict):
     confidence: float = Field(0.95, ge=0.5, le=0.999)
     required: bool = True
     isa: Isa | None = None  # onnxruntime/int8 only: build this target's INT8 for that CPU family
+    # tensorrt targets: the engine's shape range, and whether a CPU proxy may stand in for an engine
+    # that could not be built here (no CUDA device); without it such a target fails the run
+    profile: ProfileSpec = ProfileSpec()
+    allow_proxy: bool = False
     # test hook: seeded Gaussian noise (this fraction of each weight tensor's std) added to the
     # target's weights before evaluation, to check that regression checks catch a changed model
     perturb_weights: float | None = Field(None, gt=0, le=10)
@@ -220,6 +262,7 @@ class Recipe(_Strict):
     finetune: FinetuneSpec | None = None
     prune: PruneSpec | None = None
     export: ExportSpec | None = None
+    engine: EngineSpec | None = None
     quantize: QuantizeSpec | None = None
     evaluation: EvaluationSpec = EvaluationSpec()
     targets: list[Target] = Field(min_length=1)
@@ -425,6 +468,8 @@ PRODUCERS: dict[tuple[str, str], str] = {
     ("torch", "fp32"): "finetune",
     ("onnxruntime", "fp32"): "export",
     ("onnxruntime", "int8"): "quantize",
+    ("tensorrt", "fp16"): "engine",
+    ("tensorrt", "int8"): "engine",
 }
 
 
@@ -440,10 +485,12 @@ def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
                 + ", ".join(f"{r}/{p}" for r, p in PRODUCERS)
                 + ")"
             )
-        elif stage in ("export", "quantize") and recipe.export is None:
+        elif stage in ("export", "quantize", "engine") and recipe.export is None:
             problems.append(f"{where}: target '{target.name}' needs an ONNX model: add an [export] table")
         elif stage == "quantize" and recipe.quantize is None:
             problems.append(f"{where}: target '{target.name}' needs INT8: add a [quantize] table")
+        elif stage == "engine" and recipe.engine is None:
+            problems.append(f"{where}: target '{target.name}' needs TensorRT: add an [engine] table")
         if target.isa is not None and stage != "quantize":
             problems.append(
                 f"{_where(('targets', i, 'isa'), text)}: target '{target.name}': isa applies only to "

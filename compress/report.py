@@ -27,7 +27,8 @@ def _fmt(value, spec: str = ".4f", none: str = "—") -> str:
 
 def headline(m: dict) -> tuple[str, str]:
     """The title line and the one-sentence summary under it."""
-    failed = [t for t in m["targets"] if t["verdict"] != "pass"]
+    failed = [t for t in m["targets"] if t["verdict"] == "fail"]
+    proxies = [t["name"] for t in m["targets"] if t["verdict"] == "proxy"]
     icon = "✅ PASS" if m["verdict"] == "pass" else "❌ FAIL"
     first = m["targets"][0]
     summary = (
@@ -37,6 +38,7 @@ def headline(m: dict) -> tuple[str, str]:
             if failed
             else ""
         )
+        + (f"; proxy only (no engine built): {', '.join(proxies)}" if proxies else "")
         + "".join(f"; stage {s['name']} failed" for s in m["stages"] if s["status"] == "failed")
         + (f"; regression vs {m['regression']['baseline']['run_id']}" if _regressed(m) else "")
         + f". Baseline: {_fmt(first['baseline'])} {first['metric_name']} from {first['baseline_from']}."
@@ -78,17 +80,23 @@ def targets_table(m: dict) -> Table:
         name = t["name"] + ("" if t["required"] else " (optional)")
         if t.get("perturbed_weights"):
             name += f" (weights perturbed x{t['perturbed_weights']})"
+        latency = f"{_fmt(lat, '.1f')} ({b['latency_shape']}) / {_fmt(b['max_latency_ms'], '.1f')}"
+        size = f"{_fmt(t['size_mb'], '.1f')} / {_fmt(b['max_size_mb'], '.1f')}"
+        runtime = t["runtime"]
+        if t.get("proxy"):  # measured on a stand-in: never shown as the engine's figures
+            runtime += " (CPU proxy)"
+            latency = size = "not measured (no engine)"
         table.rows.append(
             [
                 name,
-                t["runtime"],
+                runtime,
                 t["precision"],
                 _fmt(t["metric"]),
                 f"{drop} / {b['max_accuracy_drop']:.2f}",
                 changed,
-                f"{_fmt(lat, '.1f')} ({b['latency_shape']}) / {_fmt(b['max_latency_ms'], '.1f')}",
-                f"{_fmt(t['size_mb'], '.1f')} / {_fmt(b['max_size_mb'], '.1f')}",
-                "pass" if t["verdict"] == "pass" else "FAIL",
+                latency,
+                size,
+                {"pass": "pass", "proxy": "proxy"}.get(t["verdict"], "FAIL"),
             ]
         )
     return table

@@ -176,6 +176,7 @@ def run(
                 folder / a["folder"],
                 a["sha256"],
                 tuple(a.get("serves", ())),
+                a.get("proxy"),
             )
             for a in record["artifacts"]
         ]
@@ -205,7 +206,10 @@ def run(
             failed = True
         state.by_stage[name] = new
         stage_entry["artifacts"] = [
-            {k: a.get(k) for k in ("kind", "runtime", "precision", "folder", "serves", "sha256", "bytes")}
+            {
+                k: a.get(k)
+                for k in ("kind", "runtime", "precision", "folder", "serves", "proxy", "sha256", "bytes")
+            }
             for a in record["artifacts"]
         ]
         state.stages.append(stage_entry)
@@ -284,7 +288,8 @@ def _compare_with(previous, loaded, targets: list[dict], env, data_id) -> dict:
         t["gates"] += [
             {**g, "message": f"vs {manifest.get('run_id', source)}: {g['message']}"} for g in row["gates"]
         ]
-        t["verdict"] = "pass" if t["gates"] and all(g["passed"] for g in t["gates"]) else "fail"
+        passed = t["gates"] and all(g["passed"] for g in t["gates"])
+        t["verdict"] = ("proxy" if "proxy" in t else "pass") if passed else "fail"
     return comparison
 
 
@@ -294,7 +299,7 @@ def _assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> dict:
     evaluation = _evaluate(artifact, inputs)
     state.evaluations[artifact.sha256] = evaluation
     spec = inputs.loaded.recipe.evaluation.release_matrix
-    if artifact.runtime == "onnxruntime" and spec.enabled:
+    if artifact.runtime in ("onnxruntime", "tensorrt") and spec.enabled:  # ONNX graphs (or engines)
         reference = next(
             (a for a in reversed(state.artifacts.values()) if (a.runtime, a.precision) == ("torch", "fp32")),
             None,
@@ -408,6 +413,7 @@ def _run_stage(name, spec, loaded, splits, state, tmp: Path, *, reporter) -> dic
                 "precision": a.precision,
                 "folder": a.folder,
                 "serves": list(a.serves),
+                "proxy": a.proxy,
                 "sha256": tree_sha256(tmp / a.folder),
                 "bytes": sum(f.stat().st_size for f in (tmp / a.folder).rglob("*") if f.is_file()),
             }
@@ -531,15 +537,16 @@ def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> 
             latency = evaluation["latency"].get(shape)
             size_mb = evaluation["size_bytes"] / 1e6
             paired = _drop_statistics(target, recipe, state, evaluation, baseline, labels, n_labels)
+            proxy = artifact.proxy is not None  # e.g. a TensorRT graph on the CPU: no engine timing
             results = gates.judge_target(
                 metric_name=metric_name,
                 baseline=baseline,
                 metric=evaluation[metric_name],
                 max_accuracy_drop=target.max_accuracy_drop,
                 latency_ms=latency["median_ms"] if latency else None,
-                max_latency_ms=target.max_latency_ms,
+                max_latency_ms=None if proxy else target.max_latency_ms,
                 size_mb=size_mb,
-                max_size_mb=target.max_size_mb,
+                max_size_mb=None if proxy else target.max_size_mb,
                 interval=(paired.low, paired.high),
                 decision=target.decision,
                 confidence=target.confidence,
@@ -552,6 +559,9 @@ def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> 
             release = state.release.get(artifact.sha256)
             if release is not None:
                 results.append(gates.release_matrix_gate(release["problems"], len(release["shapes"])))
+            if proxy:
+                results.insert(0, gates.proxy_gate(artifact.proxy, target.allow_proxy))
+                entry["proxy"] = artifact.proxy
             stage_entry = next(s for s in state.stages if s["name"] == stage)
             if stage_entry["status"] == "failed":
                 results.append(gates.stage_failed(stage, stage_entry["reason"]))
@@ -570,7 +580,7 @@ def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> 
                 }
             )
         entry["gates"] = [r.to_dict() for r in results]
-        entry["verdict"] = gates.target_verdict(results)
+        entry["verdict"] = gates.target_verdict(results, proxy="proxy" in entry)
         out.append(entry)
     return out
 

@@ -52,9 +52,20 @@ def onnxruntime_predictor(folder: Path) -> Predict:
     return predict
 
 
+def tensorrt_predictor(folder: Path) -> Predict:
+    """The engine where one was built (on its GPU); otherwise the precision-carrying ONNX graph in
+    ONNX Runtime on the CPU, which the runner gates as a proxy, never as the engine's result."""
+    if (folder / "model.engine").is_file():
+        from compress.tensorrt import engine_predictor
+
+        return engine_predictor(folder)
+    return onnxruntime_predictor(folder)
+
+
 RUNTIMES: dict[str, Callable[[Path], Predict]] = {
     "torch": torch_predictor,
     "onnxruntime": onnxruntime_predictor,
+    "tensorrt": tensorrt_predictor,
 }
 
 

@@ -26,6 +26,7 @@ class Artifact:
     path: Path
     sha256: str = ""
     serves: tuple[str, ...] = ()  # see NewArtifact
+    proxy: str | None = None  # see NewArtifact
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class NewArtifact:
     precision: str
     folder: str
     serves: tuple[str, ...] = ()  # target names it is built for; empty: any target of its runtime/precision
+    # why this is a stand-in, not the thing its runtime means (e.g. a TensorRT graph run on the CPU
+    # because no engine could be built here); None for the real thing
+    proxy: str | None = None
 
 
 @dataclass
@@ -63,7 +67,7 @@ class StageResult:
 
 # Pipeline order. Each name is also the recipe table that switches the stage on and the module
 # compress.stages.<name> that runs it: one list, nothing to keep in step elsewhere.
-STAGES = ("finetune", "prune", "export", "quantize")
+STAGES = ("finetune", "prune", "export", "engine", "quantize")
 
 
 def stage_function(name: str) -> Callable[[StageContext], StageResult]:

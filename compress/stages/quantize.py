@@ -1,6 +1,7 @@
 """INT8 for ONNX Runtime: fuse the FP32 graph first, then quantize with settings chosen per ISA.
 
-The only module importing onnxruntime.quantization and onnxruntime.transformers. Measured on a
+The only module importing onnxruntime.quantization (the engine stage reuses `build_int8` for
+TensorRT-style Q/DQ) and onnxruntime.transformers' optimizer. Measured on a
 2-core Zen 4 (AVX-512 VNNI) with MiniLM-L6 / SST-2 (see benchmarks/results/quantize.json):
 - Fusion (Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) before quantizing
   lets ONNX Runtime run QAttention instead of six separate quantized MatMuls per layer. The fused graph
@@ -66,6 +67,18 @@ def quant_settings(isa: str) -> dict:
         "avx512_vnni": {"activation": QuantType.QUInt8, "weight": QuantType.QInt8, "reduce_range": False},
         "avx2": {"activation": QuantType.QUInt8, "weight": QuantType.QInt8, "reduce_range": True},
         "arm64": {"activation": QuantType.QInt8, "weight": QuantType.QInt8, "reduce_range": False},
+        # TensorRT reads explicit Q/DQ and wants zero points of 0 everywhere and weight scales per
+        # output channel (axis 1 of a MatMul's [in, out] weight)
+        "tensorrt": {
+            "activation": QuantType.QInt8,
+            "weight": QuantType.QInt8,
+            "reduce_range": False,
+            "extra": {
+                "ActivationSymmetric": True,
+                "WeightSymmetric": True,
+                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},
+            },
+        },
     }[isa]
 
 
@@ -84,6 +97,9 @@ class _Calibration:
 
     def __init__(self, ids: list[list[int]], pad_id: int, max_length: int, input_names: set[str]):
         self.batches = []
+        # full batches only: histogram calibration (entropy, percentile) stacks every batch's
+        # tensors and fails on a shorter last one
+        ids = ids[: len(ids) // 16 * 16 or len(ids)]
         for start in range(0, len(ids), 16):
             batch = pad_batch(ids[start : start + 16], pad_id, width=max_length)
             self.batches.append({k: v for k, v in batch.items() if k in input_names})
@@ -128,7 +144,7 @@ def quantize(
         op_types_to_quantize=spec.op_types,
         nodes_to_exclude=list(fp32_layers),
         nodes_to_quantize=list(only) if only is not None else None,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, **settings.get("extra", {})},
     )
     if spec.mode == "dynamic":
         quantize_dynamic(str(src), str(dst), **common)
@@ -250,6 +266,19 @@ def run(ctx: StageContext) -> StageResult:
         + ([f"{isa} build: latency measured on this {native} machine"] if isa != native else [])
     ]
     return StageResult(artifacts=made, metrics=metrics, failure="; ".join(failures) or None)
+
+
+def build_int8(ctx: StageContext, isa: str, out: Path) -> tuple[dict, list[str]]:
+    """One INT8 model of `ctx.inputs["onnx"]` for `isa` in `out`, with the fallback and the shape
+    check, as configured by `ctx.spec` (a QuantizeSpec): what the engine stage uses for TensorRT."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        inputs = _prepare(ctx)
+        try:
+            return _build(ctx, inputs, isa, out)
+        finally:
+            inputs.graph.unlink(missing_ok=True)
+            (ctx.out_dir / "calibration.json").unlink(missing_ok=True)
 
 
 def _prepare(ctx: StageContext) -> _Inputs:
