@@ -240,10 +240,15 @@ class _Inputs:
     calibration: _Calibration | None
 
 
-def run(ctx: StageContext) -> StageResult:
-    spec = ctx.spec
+def _quiet_quantizer() -> None:
+    """ONNX Runtime's quantizer logs advice on the root logger; the stage reports for itself."""
     for name in ("onnxruntime", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run(ctx: StageContext) -> StageResult:
+    spec = ctx.spec
+    _quiet_quantizer()
     builds = isa_builds(ctx.recipe.targets, spec.isa)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -271,6 +276,7 @@ def run(ctx: StageContext) -> StageResult:
 def build_int8(ctx: StageContext, isa: str, out: Path) -> tuple[dict, list[str]]:
     """One INT8 model of `ctx.inputs["onnx"]` for `isa` in `out`, with the fallback and the shape
     check, as configured by `ctx.spec` (a QuantizeSpec): what the engine stage uses for TensorRT."""
+    _quiet_quantizer()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inputs = _prepare(ctx)
