@@ -169,7 +169,10 @@ class EngineInt8Spec(_Strict):
     max_trials: int = Field(8, ge=1, le=32)
     check_shapes: list[ShapeText] = ["1x16", "1x128", "8x64"]
     check_rows: int | None = Field(None, ge=1)
-    min_label_agreement: float = Field(0.99, ge=0, le=1)
+    # symmetric int8 activations (what TensorRT reads) change more labels than ONNX Runtime's
+    # uint8 dynamic path: MiniLM/SST-2 kept 97.8-99.2% of dev labels with 2-16 layers in FP32
+    # while its accuracy stayed within 0.6 pt; accuracy is the target's budget, this a sanity floor
+    min_label_agreement: float = Field(0.98, ge=0, le=1)
 
 
 class EngineSpec(_Strict):
