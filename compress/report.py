@@ -175,6 +175,8 @@ def release_blocks(m: dict) -> list[Block]:
             batches = sorted({int(k.split("x")[0]) for k in shapes})
             seqs = sorted({int(k.split("x")[1]) for k in shapes})
             serves = f" for {', '.join(artifact['serves'])}" if artifact.get("serves") else ""
+            if artifact.get("proxy"):  # latencies below are ONNX Runtime's on the CPU
+                serves += " (CPU proxy in ONNX Runtime, not the engine)"
             table = Table(
                 ["batch \\ sequence", *map(str, seqs)],
                 caption=f"{s['name']}: {artifact['runtime']}/{artifact['precision']}{serves} — "

@@ -380,7 +380,12 @@ def _perturb_targets(inputs: RunInputs, state: RunState) -> dict[str, float]:
 def _artifact_points(state: RunState, perturbed: dict[str, float]) -> list[dict]:
     """Every evaluated artifact of the run (perturbed copies included), for the accuracy/latency plot."""
     made = [
-        (f"{stage['name']}: {a.runtime}/{a.precision}" + (f" ({', '.join(a.serves)})" if a.serves else ""), a)
+        (
+            f"{stage['name']}: {a.runtime}/{a.precision}"
+            + (f" ({', '.join(a.serves)})" if a.serves else "")
+            + (" (CPU proxy, not the engine)" if a.proxy else ""),
+            a,
+        )
         for stage in state.stages
         for a in state.by_stage.get(stage["name"], [])
     ]
