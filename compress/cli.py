@@ -208,7 +208,7 @@ def report(bundle: Path) -> None:
         manifest = load_manifest(bundle)
     except CompressError as exc:
         _fail_input(exc)
-    print_rich(manifest, Console())
+    print_rich(manifest, Console(width=None if sys.stdout.isatty() else 160))  # CI logs: wide tables
 
 
 @main.command()
