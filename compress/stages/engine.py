@@ -157,7 +157,9 @@ def _int8_spec(spec) -> QuantizeSpec:
     )
 
 
-def _engine_notes(folder: Path, name: str, precision: str, profile: dict, blocked: str | None) -> dict:
+def _engine_notes(
+    folder: Path, name: str, precision: str, profile: dict, blocked: str | None, built: dict | None
+) -> dict:
     """engine.json and ENGINE.md: how to build and check the engine on the device later."""
     inputs = [i.name for i in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.input]
     commands = {
@@ -165,13 +167,16 @@ def _engine_notes(folder: Path, name: str, precision: str, profile: dict, blocke
         "compress": f"compress engine targets/{name}",
     }
     record = {"precision": precision, "profile": profile, "built": blocked is None, "reason": blocked}
+    if built is not None:  # an engine only runs on the GPU model and TensorRT version it was built with
+        record["built_for"] = {k: built[k] for k in ("tensorrt", "gpu", "compute_capability")}
     record["commands"] = commands
     (folder / "ENGINE.md").write_text(
         f"# TensorRT {precision} engine\n\n"
         + (
             f"Not built where this bundle was made: {blocked}.\n"
             if blocked
-            else "model.engine was built for the GPU named in engine.json only.\n"
+            else "model.engine runs only on the GPU and TensorRT version named in engine.json "
+            "(`built_for`).\n"
         )
         + "\nBuild it on the target device from the bundled ONNX (shapes: "
         + f"{profile['min']} .. {profile['max']}, tuned for {profile['opt']}):\n\n"
@@ -228,7 +233,9 @@ def run(ctx: StageContext) -> StageResult:
                     folder / "model.onnx", folder / "model.engine", profile, spec.workspace_mb
                 )
                 advance()
-        build["tensorrt"] = _engine_notes(folder, targets[0].name, precision, profile, blocked)
+        build["tensorrt"] = _engine_notes(
+            folder, targets[0].name, precision, profile, blocked, build.get("engine")
+        )
         (folder / "engine.json").write_text(json.dumps(build["tensorrt"], indent=1))
         metrics["builds"][precision] = build
         metrics["notes"] += [
