@@ -8,50 +8,21 @@ goes to those, any other by (runtime, precision).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 from compress import bundle, cache, gates, regression, stats
+from compress.assess import RunInputs, RunState, artifact_points, assess, evaluate, perturb_targets
 from compress.data import load_splits, num_labels
 from compress.environment import cpu_info, python_version
 from compress.errors import CompressError, StageFailed
-from compress.evaluate import evaluate_artifact
 from compress.hashing import file_sha256, tree_sha256
-from compress.modeling import build_source_model, load_tokenizer
-from compress.perturb import perturb_folder
+from compress.modeling import build_source_model
 from compress.progress import Reporter
 from compress.recipe import LoadedRecipe
-from compress.runtimes import RUNTIMES, versions
-from compress.shapes import matrix_problems, release_matrix
+from compress.runtimes import versions
 from compress.stages import STAGES, Artifact, StageContext, stage_function, stage_reads
-
-
-@dataclass
-class RunState:
-    """What the run has made so far; grows stage by stage, then becomes the manifest."""
-
-    artifacts: dict[str, Artifact] = field(default_factory=dict)  # kind -> latest
-    by_stage: dict[str, list[Artifact]] = field(default_factory=dict)  # what each stage made
-    by_target: dict[tuple[str, str], tuple[Artifact, dict, str]] = field(default_factory=dict)
-    by_name: dict[str, tuple[Artifact, dict, str]] = field(default_factory=dict)  # built for one target
-    evaluations: dict[str, dict] = field(default_factory=dict)  # artifact sha256 -> evaluation
-    release: dict[str, dict] = field(default_factory=dict)  # ONNX artifact sha256 -> release matrix
-    stages: list[dict] = field(default_factory=list)
-    baseline: dict | None = None
-
-
-@dataclass(frozen=True)
-class RunInputs:
-    """What every evaluation step of one run reads: the recipe, the data and where to cache."""
-
-    loaded: LoadedRecipe
-    splits: dict
-    n_labels: int
-    env: dict
-    data_id: dict
-    cache_root: Path
-    reporter: Reporter
 
 
 @dataclass(frozen=True)
@@ -193,7 +164,7 @@ def run(
         replaced = {a.kind: state.artifacts.get(a.kind) for a in new}  # this stage's inputs
         for artifact in new:
             state.artifacts[artifact.kind] = artifact
-            evaluation = _assess(artifact, inputs, state)
+            evaluation = assess(artifact, inputs, state)
             state.by_target[(artifact.runtime, artifact.precision)] = (artifact, evaluation, name)
             state.by_name.update({target: (artifact, evaluation, name) for target in artifact.serves})
             stage_entry["evaluations"].append({k: v for k, v in evaluation.items() if k != "predictions"})
@@ -215,9 +186,9 @@ def run(
         state.stages.append(stage_entry)
 
     if state.baseline is None and recipe.evaluation.baseline is None:
-        evaluation = _evaluate(source, inputs)
+        evaluation = evaluate(source, inputs)
         state.baseline = {"stage": "source", "artifact": source, "evaluation": evaluation}
-    perturbed = _perturb_targets(inputs, state)
+    perturbed = perturb_targets(inputs, state)
 
     targets = _gate_targets(loaded, state, splits["test"].labels, n_labels)
     for t in targets:
@@ -244,7 +215,7 @@ def run(
         verdict=verdict,
         seconds=round(time.perf_counter() - started, 2),
         regression=comparison,
-        artifacts=_artifact_points(state, perturbed),
+        artifacts=artifact_points(state, perturbed),
     )
     return RunOutcome(bundle_dir, verdict, state.by_stage)
 
@@ -293,115 +264,6 @@ def _compare_with(previous, loaded, targets: list[dict], env, data_id) -> dict:
     return comparison
 
 
-def _assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> dict:
-    """Evaluate an artifact, and run an ONNX one through the release matrix against the latest
-    FP32 PyTorch model (the one it was made from)."""
-    evaluation = _evaluate(artifact, inputs)
-    state.evaluations[artifact.sha256] = evaluation
-    spec = inputs.loaded.recipe.evaluation.release_matrix
-    if artifact.runtime in ("onnxruntime", "tensorrt") and spec.enabled:  # ONNX graphs (or engines)
-        reference = next(
-            (a for a in reversed(state.artifacts.values()) if (a.runtime, a.precision) == ("torch", "fp32")),
-            None,
-        )
-        if reference is not None:
-            state.release[artifact.sha256] = _release_matrix(artifact, reference, inputs)
-            evaluation = {**evaluation, "release_matrix": state.release[artifact.sha256]}
-            state.evaluations[artifact.sha256] = evaluation
-    return evaluation
-
-
-def _release_matrix(artifact: Artifact, reference: Artifact, inputs: RunInputs) -> dict:
-    spec = inputs.loaded.recipe.evaluation.release_matrix
-    key = cache.json_key(
-        {
-            "artifact": artifact.sha256,
-            "reference": reference.sha256,
-            "data": inputs.data_id,
-            "spec": spec.model_dump(mode="json"),
-            "env": inputs.env,
-        }
-    )
-    hit = cache.lookup(inputs.cache_root, "release", key)
-    if hit is None:
-
-        def work(_tmp: Path) -> dict:
-            label = f"release matrix {artifact.runtime}/{artifact.precision}"
-            with inputs.reporter.bar(label, len(spec.batches) * len(spec.sequences) * 2) as advance:
-                shapes = release_matrix(
-                    RUNTIMES[reference.runtime](reference.path),
-                    RUNTIMES[artifact.runtime](artifact.path),
-                    load_tokenizer(artifact.path),
-                    inputs.splits["test"].texts,
-                    spec,
-                    advance,
-                )
-            return {"reference": reference.sha256, "shapes": shapes}
-
-        hit = cache.build(inputs.cache_root, "release", key, work)
-    record = {k: v for k, v in hit[1].items() if k != "files"}
-    record["problems"] = matrix_problems(record["shapes"], spec.min_label_agreement)
-    worst = min((r["label_agreement"] or 0.0) for r in record["shapes"].values())
-    inputs.reporter.info(
-        f"  release matrix {len(record['shapes'])} shapes: "
-        + (f"[red]{len(record['problems'])} failing[/]" if record["problems"] else "all pass")
-        + f", lowest label agreement {worst:.2%}"
-    )
-    return record
-
-
-def _perturb_targets(inputs: RunInputs, state: RunState) -> dict[str, float]:
-    """The `perturb_weights` test hook: each such target gets a noisy copy of its artifact."""
-    done = {}
-    for i, target in enumerate(inputs.loaded.recipe.targets):
-        made = state.by_name.get(target.name) or state.by_target.get((target.runtime, target.precision))
-        if target.perturb_weights is None or made is None:
-            continue
-        artifact, _, stage = made
-        std, seed = target.perturb_weights, inputs.loaded.recipe.evaluation.seed + i
-        key = cache.json_key({"perturb": artifact.sha256, "std": std, "seed": seed, "method": 2})
-
-        def work(tmp: Path, artifact=artifact, std=std, seed=seed) -> dict:
-            perturb_folder(artifact.path, tmp / "model", std, seed)
-            return {"sha256": tree_sha256(tmp / "model")}
-
-        folder, record = cache.lookup(inputs.cache_root, "perturb", key) or cache.build(
-            inputs.cache_root, "perturb", key, work
-        )
-        noisy = Artifact(
-            artifact.kind, artifact.runtime, artifact.precision, folder / "model", record["sha256"]
-        )
-        inputs.reporter.info(f"[yellow]⚠[/] {target.name}: weights perturbed (std x{std}) by the recipe")
-        state.by_name[target.name] = (noisy, _assess(noisy, inputs, state), stage)
-        done[target.name] = std
-    return done
-
-
-def _artifact_points(state: RunState, perturbed: dict[str, float]) -> list[dict]:
-    """Every evaluated artifact of the run (perturbed copies included), for the accuracy/latency plot."""
-    made = [
-        (
-            f"{stage['name']}: {a.runtime}/{a.precision}"
-            + (f" ({', '.join(a.serves)})" if a.serves else "")
-            + (" (CPU proxy, not the engine)" if a.proxy else ""),
-            a,
-        )
-        for stage in state.stages
-        for a in state.by_stage.get(stage["name"], [])
-    ]
-    made += [(f"{name} (perturbed x{std})", state.by_name[name][0]) for name, std in perturbed.items()]
-    return [
-        {
-            "label": label,
-            "accuracy": state.evaluations[a.sha256]["accuracy"],
-            "macro_f1": state.evaluations[a.sha256]["macro_f1"],
-            "latency": state.evaluations[a.sha256]["latency"],
-            "size_mb": state.evaluations[a.sha256]["size_bytes"] / 1e6,
-        }
-        for label, a in made
-    ]
-
-
 def _run_stage(name, spec, loaded, splits, state, tmp: Path, *, reporter) -> dict:
     t0 = time.perf_counter()
     ctx = StageContext(loaded.recipe, spec, splits, dict(state.artifacts), tmp, reporter)
@@ -445,51 +307,6 @@ def _source_checkpoint(loaded, n_labels, env, cache_root, reporter) -> Artifact:
         hit = cache.build(cache_root, "source", key, work)
     folder, record = hit
     return Artifact("checkpoint", "torch", "fp32", folder / "checkpoint", record["sha256"])
-
-
-def _latency_shapes(loaded) -> list[tuple[int, int]]:
-    shapes = {(1, 128)} | {(t.latency_batch, t.latency_sequence) for t in loaded.recipe.targets}
-    return sorted(shapes)
-
-
-def _evaluate(artifact: Artifact, inputs: RunInputs) -> dict:
-    recipe = inputs.loaded.recipe
-    shapes = _latency_shapes(inputs.loaded)
-    key = cache.json_key(
-        {
-            "artifact": artifact.sha256,
-            "runtime": artifact.runtime,
-            "data": inputs.data_id,
-            "evaluation": recipe.evaluation.model_dump(mode="json", exclude={"release_matrix"}),
-            "shapes": shapes,
-            "env": inputs.env,
-        }
-    )
-    hit = cache.lookup(inputs.cache_root, "evaluate", key)
-    cached = hit is not None
-    if hit is None:
-
-        def work(_tmp: Path) -> dict:
-            return evaluate_artifact(
-                artifact,
-                inputs.splits["test"],
-                num_labels=inputs.n_labels,
-                max_length=recipe.data.max_length,
-                spec=recipe.evaluation,
-                shapes=shapes,
-                progress=inputs.reporter,
-            )
-
-        hit = cache.build(inputs.cache_root, "evaluate", key, work)
-    record = dict(hit[1])
-    record.pop("files", None)
-    metric = recipe.evaluation.metric
-    inputs.reporter.info(
-        f"  {artifact.runtime}/{artifact.precision}: {metric} {record[metric]:.4f}, "
-        f"1x128 {record['latency']['1x128']['median_ms']:.1f} ms, "
-        f"{record['size_bytes'] / 1e6:.1f} MB" + ("  (cached)" if cached else "")
-    )
-    return record
 
 
 def _gate_targets(loaded, state: RunState, labels: list[int], n_labels: int) -> list[dict]:
