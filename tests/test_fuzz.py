@@ -270,6 +270,10 @@ def _expect_exit_2(case: Path, needle: str) -> None:
     assert not out.exists()
 
 
+def _counted(kind: str) -> None:
+    FUZZ_CASES[kind] = FUZZ_CASES.get(kind, 0) + 1
+
+
 @pytest.fixture(scope="module")
 def cases_root(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")
@@ -286,7 +290,7 @@ def test_malformed_recipes_exit_2_with_one_error_line(cases_root):
         else:
             (case / "recipe.toml").write_text(to_toml(recipe))
         _expect_exit_2(case, needle)
-        FUZZ_CASES[f"recipe: {kind.split(' ')[0]}"] = FUZZ_CASES.get(f"recipe: {kind.split(' ')[0]}", 0) + 1
+        _counted(f"recipe: {kind.split(' ')[0]}")
 
     check()
 
@@ -300,6 +304,6 @@ def test_malformed_data_files_exit_2_naming_the_file(cases_root):
         (case / "data" / "sst2" / f"{split}.tsv").write_bytes(data)
         (case / "recipe.toml").write_text(to_toml(BASE))
         _expect_exit_2(case, f"{split}.tsv")
-        FUZZ_CASES[f"data: {kind}"] = FUZZ_CASES.get(f"data: {kind}", 0) + 1
+        _counted(f"data: {kind}")
 
     check()

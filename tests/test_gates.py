@@ -51,17 +51,23 @@ def test_judge_target_only_budgeted_gates():
     assert [(r.gate, r.passed) for r in all_three] == [("accuracy", True), ("latency", False), ("size", True)]
 
 
-def test_missing_latency_measurement_fails_a_latency_budget():
-    results = gates.judge_target(
+def judge(**overrides):
+    """judge_target on a model that kept the baseline's 0.9, with no latency/size budgets unless given."""
+    figures = dict(
         metric_name="accuracy",
         baseline=0.9,
         metric=0.9,
-        max_accuracy_drop=0.0,
+        max_accuracy_drop=1.0,
         latency_ms=None,
-        max_latency_ms=10.0,
+        max_latency_ms=None,
         size_mb=1.0,
         max_size_mb=None,
     )
+    return gates.judge_target(**{**figures, **overrides})
+
+
+def test_missing_latency_measurement_fails_a_latency_budget():
+    results = judge(max_accuracy_drop=0.0, max_latency_ms=10.0)
     assert gates.target_verdict(results) == "fail"
 
 
@@ -133,35 +139,15 @@ def test_agreement_gate(changed, rows, budget, passed):
 
 
 def test_judge_target_adds_agreement_only_when_budgeted():
-    kwargs = dict(
-        metric_name="accuracy",
-        baseline=0.9,
-        metric=0.9,
-        max_accuracy_drop=1.0,
-        latency_ms=1.0,
-        max_latency_ms=None,
-        size_mb=1.0,
-        max_size_mb=None,
-        disagreements=(50, 872),
-    )
-    assert [r.gate for r in gates.judge_target(**kwargs)] == ["accuracy"]
-    results = gates.judge_target(**kwargs, max_disagreement=0.02)
+    assert [r.gate for r in judge(latency_ms=1.0, disagreements=(50, 872))] == ["accuracy"]
+    results = judge(latency_ms=1.0, disagreements=(50, 872), max_disagreement=0.02)
     assert [(r.gate, r.passed) for r in results] == [("accuracy", True), ("agreement", False)]
-    no_reference = gates.judge_target(**{**kwargs, "disagreements": None}, max_disagreement=0.02)
+    no_reference = judge(latency_ms=1.0, disagreements=None, max_disagreement=0.02)
     assert not no_reference[1].passed
 
 
 def test_a_best_effort_artifact_fails_its_target_even_when_its_figures_pass():
-    figures = gates.judge_target(
-        metric_name="accuracy",
-        baseline=0.9,
-        metric=0.9,
-        max_accuracy_drop=1.0,
-        latency_ms=None,
-        max_latency_ms=None,
-        size_mb=1.0,
-        max_size_mb=None,
-    )
+    figures = judge()
     assert gates.target_verdict(figures) == "pass"
     stage = gates.stage_failed("quantize", "no trial met quantize.max_accuracy_drop -5.00 pt")
     assert gates.target_verdict([*figures, stage]) == "fail"
