@@ -161,3 +161,14 @@ def test_release_matrix_gate():
     bad = gates.release_matrix_gate(problems, 12)
     assert not bad.passed and bad.message.startswith("5 of 12 release-matrix shapes fail: 1x16:")
     assert bad.message.endswith("...") and "1x256" not in bad.message
+
+
+@pytest.mark.parametrize(
+    "allow_proxy,passed,verdict", [(True, True, "proxy"), (False, False, "fail")], ids=["allowed", "refused"]
+)
+def test_a_proxy_passes_only_when_allowed_and_never_as_pass(allow_proxy, passed, verdict):
+    gate = gates.proxy_gate("no CUDA device", allow_proxy)
+    assert gate.gate == "built" and gate.passed is passed
+    assert gate.message.startswith("not-built: no CUDA device")
+    assert gates.target_verdict([gate, *judge()], proxy=True) == verdict
+    assert gates.overall_verdict([(True, verdict)]) == ("pass" if allow_proxy else "fail")
