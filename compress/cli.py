@@ -98,12 +98,56 @@ def run(
     """Run RECIPE end to end and write a bundle; exit 1 if a required target fails."""
     if only and start:
         _fail_input(CompressError("give --only or --from, not both"))
-    from compress import runner
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    world = _join_launch()
+    if not world.is_main:
+        _serve_training(world)
     from compress.progress import Reporter
-    from compress.recipe import load_recipe
 
     reporter = Reporter(quiet=quiet)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_outside, world)
+    finally:
+        from compress import distributed
+
+        distributed.finish()
+
+
+def _join_launch():
+    """This process's place under torchrun / accelerate launch (a world of one otherwise)."""
+    from compress import distributed
+
+    try:
+        return distributed.start()
+    except (RuntimeError, ValueError, OSError) as exc:
+        _fail_input(CompressError(f"could not join the launcher's process group: {exc}"))
+
+
+def _serve_training(world) -> None:
+    """Ranks other than 0 only train: each job rank 0 sends, until it says stop."""
+    from compress import distributed
+    from compress.progress import Reporter
+    from compress.training import serve
+
+    try:
+        serve(Reporter(quiet=True))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except RuntimeError as exc:  # rank 0 went away mid-job: the launcher reports the root cause
+        click.echo(f"error: rank {world.rank}: training stopped: {exc}".splitlines()[0], err=True)
+        sys.exit(EXIT_FAIL)
+    distributed.finish()
+    sys.exit(EXIT_PASS)
+
+
+def _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_outside, world) -> None:
+    from compress import distributed, runner
+    from compress.recipe import load_recipe
+
+    if (warning := distributed.single_process_warning()) is not None:
+        reporter.info(f"[yellow]⚠[/] {warning}")
+    elif world.size > 1:
+        reporter.info(f"{world.size} processes ({world.backend}): all train, rank 0 runs everything else")
     try:
         baseline = None
         if reproduce:

@@ -59,6 +59,8 @@ def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
             num_hidden_layers=spec.tiny.num_hidden_layers,
             num_attention_heads=spec.tiny.num_attention_heads,
             intermediate_size=spec.tiny.intermediate_size,
+            hidden_dropout_prob=spec.tiny.dropout,
+            attention_probs_dropout_prob=spec.tiny.dropout,
             max_position_embeddings=512,
             num_labels=num_labels,
         )

@@ -37,6 +37,7 @@ class TinyBert(_Strict):
     num_hidden_layers: int = Field(2, ge=1, le=24)
     num_attention_heads: int = Field(2, ge=1, le=32)
     intermediate_size: int = Field(64, ge=8, le=8192)
+    dropout: float = Field(0.1, ge=0, lt=1)  # hidden and attention dropout, as BertConfig's default
 
     @model_validator(mode="after")
     def _heads_divide_hidden(self) -> TinyBert:
@@ -88,6 +89,18 @@ class TrainSettings(_Strict):
     bucket_by_length: bool = True
     evals_per_epoch: int = Field(4, ge=1, le=1000)
     seed: int = 42
+    # each process's share of a batch goes through the model in this many passes (memory); the
+    # gradient, and so the result, stays that of the whole batch
+    gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
+    # how several processes (torchrun / accelerate launch) share training: "ddp" keeps the whole model
+    # in each; "fsdp" shards its parameters, for models that do not fit one device
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+
+    @model_validator(mode="after")
+    def _passes_fit_batch(self) -> TrainSettings:
+        if self.gradient_accumulation_steps > self.batch_size:
+            raise ValueError("gradient_accumulation_steps cannot exceed batch_size (a pass with no rows)")
+        return self
 
 
 class FinetuneSpec(TrainSettings):

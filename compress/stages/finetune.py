@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-import torch
-
+from compress import distributed
 from compress.data import tokenize
 from compress.modeling import load_classifier, load_tokenizer, save_classifier
 from compress.stages import NewArtifact, StageContext, StageResult
 from compress.training import train_classifier
 
 
+def reads(recipe) -> dict:
+    """How many processes train: their dropout masks differ, so the weights do too."""
+    return {"processes": distributed.current().size}
+
+
 def run(ctx: StageContext) -> StageResult:
     source = ctx.inputs["checkpoint"]
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     tokenizer = load_tokenizer(source.path)
-    model = load_classifier(source.path).to(device)
+    model = load_classifier(source.path)
     max_length = ctx.recipe.data.max_length
     train, dev = ctx.splits["train"], ctx.splits["dev"]
     metrics = train_classifier(
@@ -25,7 +28,6 @@ def run(ctx: StageContext) -> StageResult:
         dev_ids=tokenize(tokenizer, dev.texts, max_length),
         dev_labels=dev.labels,
         pad_id=tokenizer.pad_token_id or 0,
-        device=device,
         progress=ctx.progress,
         label="fine-tune",
     )

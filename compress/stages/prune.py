@@ -11,7 +11,7 @@ import random
 import torch
 import torch.nn.functional as F
 
-from compress import pruning
+from compress import distributed, pruning
 from compress.data import pad_batch, tokenize
 from compress.errors import StageFailed
 from compress.modeling import load_classifier, load_tokenizer, save_classifier
@@ -21,21 +21,28 @@ from compress.training import train_classifier
 RELOAD_TOLERANCE = 1e-4
 
 
-def distillation_loss(teacher, temperature: float, weight: float):
-    """Temperature-scaled KL to the teacher's logits, plus cross-entropy on the labels."""
+class DistillationLoss(torch.nn.Module):
+    """Temperature-scaled KL to the teacher's logits, plus cross-entropy on the labels. A module, so
+    the teacher travels with it to every training process."""
 
-    def loss(student_logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
+    def __init__(self, teacher: torch.nn.Module, temperature: float, weight: float):
+        super().__init__()
+        self.teacher, self.temperature, self.weight = teacher.eval(), temperature, weight
+
+    def forward(self, student_logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
         with torch.no_grad():
-            teacher_logits = teacher(**batch).logits.float()
+            teacher_logits = self.teacher(**batch).logits.float()
+        t = self.temperature
         student = student_logits.float()
         kl = F.kl_div(
-            F.log_softmax(student / temperature, dim=-1),
-            F.softmax(teacher_logits / temperature, dim=-1),
-            reduction="batchmean",
-        ) * (temperature**2)
-        return weight * kl + (1 - weight) * F.cross_entropy(student, labels)
+            F.log_softmax(student / t, dim=-1), F.softmax(teacher_logits / t, dim=-1), reduction="batchmean"
+        ) * (t**2)
+        return self.weight * kl + (1 - self.weight) * F.cross_entropy(student, labels)
 
-    return loss
+
+def reads(recipe) -> dict:
+    """How many processes train the recovery: their dropout masks differ, so the weights do too."""
+    return {"processes": distributed.current().size}
 
 
 def plan_fractions(spec, config) -> tuple[float, float]:
@@ -64,7 +71,7 @@ def measure(model, spec) -> dict:
 def run(ctx: StageContext) -> StageResult:
     spec = ctx.spec
     teacher_path = ctx.inputs["checkpoint"].path
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = distributed.current().device
     tokenizer = load_tokenizer(teacher_path)
     pad_id = tokenizer.pad_token_id or 0
     max_length = ctx.recipe.data.max_length
@@ -102,7 +109,7 @@ def run(ctx: StageContext) -> StageResult:
 
     recovery_metrics = None
     if spec.recovery is not None:
-        teacher = load_classifier(teacher_path).to(device)
+        teacher = load_classifier(teacher_path)
         train = ctx.splits["train"]
         idx = list(range(len(train.texts)))
         if spec.recovery.train_rows is not None and spec.recovery.train_rows < len(idx):
@@ -119,10 +126,9 @@ def run(ctx: StageContext) -> StageResult:
             dev_ids=dev_ids,
             dev_labels=dev.labels,
             pad_id=pad_id,
-            device=device,
             progress=ctx.progress,
             label="recover (distil)",
-            loss_fn=distillation_loss(teacher, spec.recovery.temperature, spec.recovery.distill_weight),
+            loss_fn=DistillationLoss(teacher, spec.recovery.temperature, spec.recovery.distill_weight),
         )
         del teacher
 
