@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RECIPE ?= recipes/sst2-minilm.toml
 
-.PHONY: run test test-slow lint smoke clean
+.PHONY: run test test-slow lint smoke bench clean
 
 # torch first, pinned: a CPU build of 2.13.0 lies on these machines; unpinned, pip pulls a CUDA build
 $(BIN)/compress: pyproject.toml
@@ -25,6 +25,10 @@ lint: $(BIN)/compress
 
 test: $(BIN)/compress lint
 	$(BIN)/python -m pytest -q
+
+# compress vs PyTorch and Optimum's path, one process (runs both INT8 recipes first; ~30 min cold)
+bench: $(BIN)/compress
+	$(BIN)/python -m benchmarks
 
 test-slow: $(BIN)/compress
 	$(BIN)/python -m pytest -q -m slow
