@@ -10,6 +10,10 @@ this CPU's ISA; a step that crashes is a row with its error), and every artifact
 PyTorch FP32, latency median / p90 at 1x128, 1x32 and 32x64 (models take turns each round), throughput
 at 32x64, weight size, and the peak RSS of a fresh process that loads the model and answers 32x64.
 
+Every model runs with intra-op threads = this machine's cores, and none spin-waits between calls
+(ONNX Runtime's `allow_spinning` off, OpenMP's wait policy passive): otherwise the idle threads of
+one model hold the cores the next model in the rotation needs.
+
 Speedups are measured pair by pair: reference and candidate alternate call by call, and the ratio of
 their medians is reported with the 10th-90th percentile of the per-round ratios, so drift on a noisy
 machine hits both sides alike. The floor is each model's multiply-accumulates at 1x128 over the rate
@@ -36,6 +40,10 @@ import numpy as np
 
 from benchmarks import gemm
 
+# Models take turns on the same cores: a runtime whose threads spin-wait after a call (GNU OpenMP
+# under PyTorch by default, ONNX Runtime's pool) would steal the next model's cores. Set before torch
+# loads its OpenMP runtime; ONNX Runtime sessions here are made with spinning off.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 SHAPES = ((1, 128), (1, 32), (32, 64))
 DEFAULT_RECIPE = Path("recipes/sst2-minilm-int8.toml")
 DEFAULT_PRUNED = Path("recipes/sst2-minilm-pruned-int8.toml")
@@ -60,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pruned", type=Path, default=DEFAULT_PRUNED, help="prune + export + quantize recipe"
     )
     parser.add_argument("--rounds", type=int, default=40, help="latency rounds at 1xN (32x64: a third)")
-    parser.add_argument("--pair-rounds", type=int, default=40, help="alternating A/B rounds per pair")
+    parser.add_argument("--pair-rounds", type=int, default=60, help="alternating A/B rounds per pair")
     parser.add_argument("--budget", type=float, default=1.0, help="accuracy points for 'best compress'")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/alternatives.json"))
     parser.add_argument("--markdown", type=Path, default=Path("benchmarks/results/alternatives.md"))
@@ -122,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                 "compress",
             ),
         ]
+        reporter.info("GEMM rates (first, before the models' sessions and threads exist)")
+        rates = gemm.rates()
         predictors = load_predictors(models)
         reporter.info("accuracy on the test split")
         for m in models:
@@ -147,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
         for m in models:
             if m.error is None:
                 m.row["peak_rss_mb"] = peak_rss(m)
-        reporter.info("GEMM rates")
-        rates = gemm.rates()
         for m in models:
             if m.error is None:
                 m.row.update(floor_of(m, rates))
@@ -259,7 +267,7 @@ def copy_tokenizer(checkpoint: Path, folder: Path) -> None:
 
 
 def load_predictors(models: list[Model]) -> dict:
-    from compress.runtimes import RUNTIMES
+    from compress.runtimes import RUNTIMES, onnxruntime_predictor
 
     predictors = {}
     for m in models:
@@ -269,6 +277,8 @@ def load_predictors(models: list[Model]) -> dict:
             if m.runtime == "torch.compile":
                 predictors[m.name] = compiled_predictor(m.path)
                 predictors[m.name](gemm.feed(1, 8))  # compile now: a failure is this row's result
+            elif m.runtime == "onnxruntime":
+                predictors[m.name] = onnxruntime_predictor(m.path, spinning=False)
             else:
                 predictors[m.name] = RUNTIMES[m.runtime](m.path)
         except Exception as exc:

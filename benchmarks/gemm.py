@@ -3,6 +3,7 @@ each runtime reaches on one large GEMM per precision (the floor a model's MACs c
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -42,7 +43,7 @@ def paired_speedup(reference, candidate, batch: int, sequence: int, rounds: int)
     }
 
 
-def _best_rate(call, macs: int, repeats: int = 5) -> float:
+def _best_rate(call, macs: int, repeats: int = 10) -> float:
     call()
     best = min(_seconds(call) for _ in range(repeats))
     return macs / best / 1e9
@@ -98,6 +99,7 @@ def onnxruntime_rate(precision: str) -> float:
     model.ir_version = 9
     options = ort.SessionOptions()
     options.log_severity_level = 4
+    options.intra_op_num_threads = os.cpu_count() or 1  # as the model sessions
     session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     if a is None:
         raise RuntimeError("a bf16 session loaded, but numpy cannot feed bfloat16 inputs")

@@ -30,7 +30,9 @@ def torch_predictor(folder: Path) -> Predict:
     return predict
 
 
-def onnxruntime_predictor(folder: Path) -> Predict:
+def onnxruntime_predictor(folder: Path, *, spinning: bool = True) -> Predict:
+    """`spinning=False` where several sessions take turns on few cores (benchmarks): a pool that
+    spin-waits after its run holds a core the next session needs."""
     import onnxruntime as ort
 
     from compress.errors import CompressError
@@ -38,6 +40,8 @@ def onnxruntime_predictor(folder: Path) -> Predict:
     options = ort.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
     options.log_severity_level = 3
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         session = ort.InferenceSession(
             str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"]
