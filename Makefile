@@ -26,7 +26,8 @@ lint: $(BIN)/compress
 test: $(BIN)/compress lint
 	$(BIN)/python -m pytest -q
 
-# compress vs PyTorch and Optimum's path, one process (runs both INT8 recipes first; ~30 min cold)
+# compress vs PyTorch and Optimum's path in one process: runs both INT8 recipes first (cached; ~40 min
+# from an empty cache on 2 cores), then ~5 min of measurement
 bench: $(BIN)/compress
 	$(BIN)/python -m benchmarks
 
