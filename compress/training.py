@@ -157,7 +157,8 @@ def train_classifier(
     loss_fn = loss_fn or CrossEntropy()
     job = TrainJob(model, settings, train_ids, train_labels, dev_ids, dev_labels, pad_id, loss_fn, label)
     if distributed.current().size > 1:
-        job.model.cpu(), job.loss.cpu()  # any rank can unpickle CPU tensors
+        job.model.cpu()  # any rank can unpickle CPU tensors
+        job.loss.cpu()
         distributed.send(job)
     with distributed.training():
         return run_job(job, progress)
