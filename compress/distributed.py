@@ -48,6 +48,7 @@ class World:
 
 
 _world: World | None = None  # set by start(); a world of one until then
+_training_threads = 0  # the launcher's share of the cores per process (torchrun sets OMP_NUM_THREADS)
 _busy = False  # rank 0 is inside a training job: the others are in a collective, not waiting
 _control = None  # the gloo group that carries jobs (NCCL cannot wait for hours without a GPU stream)
 
@@ -77,7 +78,7 @@ def single_process_warning() -> str | None:
 
 def start() -> World:
     """Join the process group when launched with several processes; a world of one otherwise."""
-    global _world, _control
+    global _world, _control, _training_threads
     cuda = torch.cuda.is_available()
     if not launched():
         _world = World(device="cuda" if cuda else "cpu")
@@ -91,6 +92,9 @@ def start() -> World:
     if cuda:
         torch.cuda.set_device(device)
     _world = World(state.process_index, state.num_processes, state.local_process_index, device, state.backend)
+    _training_threads = torch.get_num_threads()
+    if _world.is_main:  # the others only wait while rank 0 evaluates and exports: it may use every core
+        torch.set_num_threads(os.cpu_count() or 1)
     dist = torch.distributed
     _control = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT) if dist.get_backend() != "gloo" else None
     return _world
@@ -110,10 +114,14 @@ def receive() -> Any:
 
 @contextlib.contextmanager
 def training():
-    """Marks rank 0 as inside a job; left marked if the job raised (see finish)."""
+    """Rank 0 inside a job: on its share of the cores, and marked busy (left marked if the job
+    raised, see finish)."""
     global _busy
-    _busy = True
+    _busy, threads = True, torch.get_num_threads()
+    if _training_threads:
+        torch.set_num_threads(_training_threads)  # every process trains: each on its share of the cores
     yield
+    torch.set_num_threads(threads)
     _busy = False
 
 

@@ -253,6 +253,7 @@ def run_job(job: TrainJob, progress) -> dict:
         "device": device,
         "amp": str(amp_dtype).replace("torch.", "") if amp_dtype else "off",
         "processes": world.size,
+        "threads_per_process": torch.get_num_threads(),
         "parallel": settings.parallel if world.size > 1 else "none",
         "train_rows": len(job.train_ids),
         "steps": total_steps,

@@ -94,6 +94,7 @@ def test_torchrun_smoke_recipe_matches_one_process_and_writes_one_bundle(first_r
     assert len(bundles) == 1, bundles
     manifest, reference = load_manifest(two / "smoke" / "latest"), load_manifest(out / "smoke" / "latest")
     assert stage_of(manifest, "finetune")["metrics"]["processes"] == 2
+    assert stage_of(manifest, "finetune")["metrics"]["threads_per_process"] == 1  # torchrun's share
     assert stage_of(manifest, "prune")["metrics"]["recovery"]["processes"] == 2
     assert stage_of(reference, "finetune")["metrics"]["processes"] == 1
     for mine, theirs in zip(manifest["targets"], reference["targets"], strict=True):
