@@ -1,6 +1,6 @@
 """Peak resident memory of a fresh process that loads one model and answers batch 32 x 64 three times.
 
-    python -m benchmarks.peak_rss torch|torch.compile|onnxruntime FOLDER    (prints JSON)
+python -m benchmarks.peak_rss torch|torch.compile|onnxruntime FOLDER    (prints JSON)
 """
 
 from __future__ import annotations

@@ -35,6 +35,18 @@ class SearchResult:
     met: bool
 
 
+def order(sensitivity: list[tuple[str, float]], free: set[str]) -> list[str]:
+    """The order in which layers go back to FP32: those whose FP32 form costs no time (`free`, table
+    lookups) first, then the rest, each group most harmful first. `sensitivity` is (layer, harm).
+
+    A lookup kept in FP32 costs only size; a MatMul kept in FP32 costs about 4x its INT8 time
+    (measured, MiniLM FFN at 1x128: 1.37 ms FP32 against 0.41 ms INT8), so a slow INT8 model is
+    the price of ranking by harm alone.
+    """
+    by_harm = sorted(sensitivity, key=lambda s: -s[1])
+    return [n for n, _ in by_harm if n in free] + [n for n, _ in by_harm if n not in free]
+
+
 def fp32_counts(candidates: int, max_trials: int) -> list[int]:
     """How many layers each trial keeps in FP32: 0, 1, 2, 4, ...
 

@@ -1,6 +1,6 @@
 import pytest
 
-from compress.fallback import fp32_counts, search
+from compress.fallback import fp32_counts, order, search
 
 
 @pytest.mark.parametrize(
@@ -133,3 +133,16 @@ def test_bisection_stops_at_max_trials_with_the_smallest_pass_so_far():
     result, _ = run_search(0.5, accuracy, max_trials=6, ranking=TWENTY)
     assert [len(t.fp32_layers) for t in result.trials] == [0, 1, 2, 4, 8, 6]
     assert len(result.chosen.fp32_layers) == 6
+
+
+@pytest.mark.parametrize(
+    ("sensitivity", "free", "expected"),
+    [
+        ([("a", 0.1), ("b", 0.5), ("emb", 0.2)], {"emb"}, ["emb", "b", "a"]),
+        ([("a", 0.1), ("b", 0.5), ("emb", 0.0)], {"emb"}, ["emb", "b", "a"]),  # free: costs no time
+        ([("a", 0.1), ("b", 0.5)], set(), ["b", "a"]),
+        ([("e1", 0.1), ("a", 0.9), ("e2", 0.3)], {"e1", "e2"}, ["e2", "e1", "a"]),
+    ],
+)
+def test_fallback_order_puts_layers_that_cost_no_time_first(sensitivity, free, expected):
+    assert order(sensitivity, free) == expected

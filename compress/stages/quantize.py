@@ -3,16 +3,15 @@
 The only module importing onnxruntime.quantization (the engine stage reuses `build_int8` for
 TensorRT-style Q/DQ) and onnxruntime.transformers' optimizer. Measured on a
 2-core Zen 4 (AVX-512 VNNI) with MiniLM-L6 / SST-2 (see benchmarks/results/quantize.json):
-- Fusion (Attention, SkipLayerNormalization, BiasGelu, EmbedLayerNormalization) before quantizing
-  lets ONNX Runtime run QAttention instead of six separate quantized MatMuls per layer. The fused graph
-  lacks shape information for some outputs, so the quantizer is told the default tensor type
-  (`DefaultTensorType = FLOAT`), or it stops with "Unable to find data type for weight_name".
-  Speed, in an exploratory study (not in benchmarks/): fused + dynamic ran at 0.93-0.98x the speed
-  of plain `quantize_dynamic` on the unfused graph (ONNX Runtime fuses LayerNorm and Gelu at load
-  time anyway; QAttention costs about what it replaces). INT8 GEMMs are about half of plain's time
-  at 1x128, so no ORT setting tried (static QOperator/QDQ, MatMulNBits 8-bit, gelu approximation,
-  mask formats) came near 1.3x over it.
-  Fusion stays the default because its per-channel INT8 keeps more labels (98.97% vs 98.5%).
+- Fusion (Attention, EmbedLayerNormalization, and for a moment SkipLayerNormalization and BiasGelu)
+  before quantizing lets ONNX Runtime run QAttention instead of six separate quantized MatMuls per
+  layer. The fused graph lacks shape information for some outputs, so the quantizer is told the
+  default tensor type (`DefaultTensorType = FLOAT`), or it stops with "Unable to find data type for
+  weight_name". Fusion alone ran at 0.93-1.08x the speed of plain `quantize_dynamic` on the unfused
+  graph: SkipLayerNormalization and BiasGelu are slow kernels on the CPU provider, so
+  `compress.kernels` splits them again (with a `Sum` residual ONNX Runtime cannot re-fuse). Fused,
+  split and quantized: 10.0 ms at 1x128 and 113 ms at 32x64 against plain's 12.3 and 122 ms and
+  FP32's 24.0 and 262 ms (one interleaved run, 2026-11-24; the benchmarks give the current figures).
 - Per-channel weight scales: 98.97% of the 872 test labels as FP32, against 98.05% per-tensor, at
   the same speed.
 - Dynamic quantization computes activation ranges over the whole batch, padding included: the same
@@ -41,6 +40,7 @@ from compress import fallback
 from compress.data import pad_batch, tokenize
 from compress.environment import cpu_info
 from compress.errors import StageFailed
+from compress.kernels import split_slow_fusions
 from compress.modeling import load_tokenizer
 from compress.runtimes import RUNTIMES
 from compress.shapes import matrix_problems, shape_matrix
@@ -88,8 +88,10 @@ def fuse(src: Path, dst: Path) -> dict:
     from onnxruntime.transformers import optimizer
 
     model = optimizer.optimize_model(str(src), model_type="bert", num_heads=0, hidden_size=0, opt_level=0)
+    fused = {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+    split = split_slow_fusions(model.model)
     model.save_model_to_file(str(dst))
-    return {k: v for k, v in model.get_fused_operator_statistics().items() if v}
+    return {**fused, **{f"{op} split again": n for op, n in split.items()}}
 
 
 class _Calibration:
@@ -112,14 +114,15 @@ class _Calibration:
         self._it = iter(self.batches)
 
 
-def quantizable_layers(model_path: Path, spec) -> list[str]:
-    """Names of the nodes with weights that the quantizer would turn INT8: the fallback's candidates."""
+def quantizable_layers(model_path: Path, spec) -> dict[str, str]:
+    """Name -> op type of the nodes with weights that the quantizer would turn INT8: the fallback's
+    candidates."""
     from onnxruntime.quantization.registry import IntegerOpsRegistry, QDQRegistry
 
     types = set(spec.op_types or (IntegerOpsRegistry if spec.mode == "dynamic" else QDQRegistry))
     graph = onnx.load(str(model_path), load_external_data=False).graph
     weights = {i.name for i in graph.initializer}
-    return [n.name for n in graph.node if n.name and n.op_type in types and weights & set(n.input)]
+    return {n.name: n.op_type for n in graph.node if n.name and n.op_type in types and weights & set(n.input)}
 
 
 def quantize(
@@ -169,6 +172,10 @@ def quantize(
         calibration_cache_path=calibration_cache,
         **common,
     )
+
+
+# Table lookups: in FP32 they cost size (MiniLM's word embeddings: 47 MB against 12 MB), not time
+LOOKUPS = {"EmbedLayerNormalization", "Gather"}
 
 
 def _logits(folder: Path, batches: list[dict]) -> np.ndarray:
@@ -230,7 +237,7 @@ class _Inputs:
     source: Path
     graph: Path
     fusions: dict
-    layers: list[str]
+    layers: dict[str, str]  # name -> op type
     tokenizer: object
     dev_batches: list[dict]
     sample: list[dict]  # the sensitivity rows
@@ -357,8 +364,8 @@ def _build(ctx: StageContext, inputs: _Inputs, isa: str, out: Path) -> tuple[dic
     sensitivity: list[tuple[str, float]] = []
 
     def rank() -> list[str]:
-        sensitivity.extend(_sensitivity(ctx, layers, attempt, inputs.fp32_sample))
-        return [name for name, _ in sensitivity]
+        sensitivity.extend(_sensitivity(ctx, list(layers), attempt, inputs.fp32_sample))
+        return fallback.order(sensitivity, free={n for n, op in layers.items() if op in LOOKUPS})
 
     def evaluate(fp32_layers: tuple[str, ...]) -> tuple[float, float]:
         """Dev accuracy, and the lowest label agreement with FP32 over the dev batches and every
@@ -441,7 +448,8 @@ def _build(ctx: StageContext, inputs: _Inputs, isa: str, out: Path) -> tuple[dic
         "fp32_layers": [
             {
                 "layer": name,
-                "why": f"rank {ranks[name]} of {len(layers)} by logit error when quantized alone",
+                "why": f"rank {ranks[name]} of {len(layers)} by logit error when quantized alone"
+                + ("; a lookup, tried first: in FP32 it costs size, not time" * (layers[name] in LOOKUPS)),
                 "logit_mse_alone": scores[name],
             }
             for name in outcome.chosen.fp32_layers
