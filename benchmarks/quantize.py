@@ -37,10 +37,27 @@ TARGETS = [
     ("compress INT8", "FP32 ONNX", 1, 128, 2.0),
     ("compress INT8", "plain quantize_dynamic", 1, 128, 1.3),
     ("compress INT8", "plain quantize_dynamic", 32, 64, 1.3),
+    # what the fallback's FP32 layers cost: the same graph with every layer INT8
+    ("compress INT8, no fallback", "plain quantize_dynamic", 1, 128, 1.3),
+    ("compress INT8, no fallback", "plain quantize_dynamic", 32, 64, 1.3),
     ("compress pruned + INT8", "FP32 ONNX", 1, 128, 4.0),
 ]
 
 SHAPES = ["1x16", "1x128", "8x64", "32x256"]
+
+
+def all_int8(fp32_folder: Path, out: Path, spec) -> Path:
+    """The quantize stage's graph (fused, slow fusions split) and settings, every layer INT8."""
+    from compress.stages.quantize import fuse, quant_settings, quantize, resolve_isa
+
+    out.mkdir()
+    for f in fp32_folder.iterdir():
+        if f.suffix != ".onnx":
+            (out / f.name).write_bytes(f.read_bytes())
+    fuse(fp32_folder / "model.onnx", out / "fused.onnx")
+    quantize(out / "fused.onnx", out / "model.onnx", spec, quant_settings(resolve_isa(spec.isa)), None)
+    (out / "fused.onnx").unlink()
+    return out
 
 
 def main() -> int:
@@ -81,10 +98,13 @@ def main() -> int:
         quantize_dynamic(
             str(fp32.path / "model.onnx"), str(plain_dir / "model.onnx"), weight_type=QuantType.QInt8
         )
+        every_layer = all_int8(fp32.path, Path(tmp) / "all-int8", run.loaded.recipe.quantize)
+        int8_of["compress INT8, no fallback"] = "FP32 ONNX"
         models = {
             "FP32 ONNX": fp32,
             "plain quantize_dynamic": Artifact("onnx", "onnxruntime", "int8", plain_dir),
             "compress INT8": ours,
+            "compress INT8, no fallback": Artifact("onnx", "onnxruntime", "int8", every_layer),
             **pruned,
         }
         rows = {}
@@ -141,12 +161,12 @@ def main() -> int:
         "summary": summary,
     }
     print(f"\n{args.recipe} — {result['cpu']['model']}, {result['threads']} threads, {result['date']}")
-    print(f"{'model':24} {'accuracy':>9} {'1x128 ms':>9} {'32x64 ms':>9} {'MB':>6}")
+    print(f"{'model':28} {'accuracy':>9} {'1x128 ms':>9} {'32x64 ms':>9} {'MB':>6}")
     for name, r in rows.items():
-        print(f"{name:24} {r['accuracy']:>9.4f} {r['1x128_ms']:>9.2f} {r['32x64_ms']:>9.1f} {r['mb']:>6.1f}")
+        print(f"{name:28} {r['accuracy']:>9.4f} {r['1x128_ms']:>9.2f} {r['32x64_ms']:>9.1f} {r['mb']:>6.1f}")
     print(f"\nlabel agreement with the FP32 model, by batch x sequence ({' / '.join(SHAPES)}):")
     for name, m in matrices.items():
-        print(f"{name:24} " + " / ".join(f"{m[s]['label_agreement'] or 0:.2%}" for s in SHAPES))
+        print(f"{name:28} " + " / ".join(f"{m[s]['label_agreement'] or 0:.2%}" for s in SHAPES))
     print(
         f"\nINT8 drop {summary['drop_vs_fp32_points']:+.2f} pt; "
         f"{summary['speedup_vs_fp32_1x128']:.2f}x vs FP32 "
