@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RECIPE ?= recipes/sst2-minilm.toml
 
-.PHONY: run test test-slow lint smoke bench clean
+.PHONY: run test test-slow lint typecheck smoke bench clean
 
 # torch first, pinned: a CPU build of 2.13.0 lies on these machines; unpinned, pip pulls a CUDA build
 $(BIN)/compress: pyproject.toml
@@ -22,8 +22,12 @@ smoke: $(BIN)/compress
 
 lint: $(BIN)/compress
 	$(BIN)/ruff check compress tests benchmarks
+	$(BIN)/ruff format --check compress tests benchmarks
 
-test: $(BIN)/compress lint
+typecheck: $(BIN)/compress
+	$(BIN)/mypy
+
+test: $(BIN)/compress lint typecheck
 	$(BIN)/python -m pytest -q
 
 # compress vs PyTorch and Optimum's path in one process: runs both INT8 recipes first (cached; ~40 min

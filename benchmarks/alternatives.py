@@ -76,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from compress import runner
-    from compress.data import load_splits
-    from compress.environment import cpu_info
-    from compress.progress import Reporter
-    from compress.recipe import load_recipe
+    from compress.core.environment import cpu_info
+    from compress.core.progress import Reporter
+    from compress.data.splits import load_splits
+    from compress.pipeline import runner
+    from compress.recipe.load import load_recipe
 
     threads = os.cpu_count() or 1
     torch.set_num_threads(threads)
@@ -136,9 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         reporter.info("accuracy on the test split")
         for m in models:
             if m.error is None:
-                m.row.update(
-                    accuracy_of(m, predictors[m.name], splits["test"], loaded.recipe.data.max_length)
-                )
+                m.row.update(accuracy_of(m, predictors[m.name], splits.test, loaded.recipe.data.max_length))
         reporter.info("latency, models taking turns")
         for batch, seq in SHAPES:
             rounds = args.rounds if batch == 1 else max(5, args.rounds // 3)
@@ -220,7 +218,7 @@ def optimum_models(checkpoint: Path, tmp: Path) -> list[Model]:
     from optimum.onnxruntime import ORTModelForSequenceClassification, ORTOptimizer, ORTQuantizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig, AutoQuantizationConfig
 
-    from compress.stages.quantize import resolve_isa
+    from compress.quantization.isa import resolve_isa
 
     isa = resolve_isa("auto")
     preset = getattr(AutoQuantizationConfig, isa)(is_static=False, per_channel=False)
@@ -289,7 +287,7 @@ def load_predictors(models: list[Model]) -> dict:
 def compiled_predictor(folder: Path):
     import torch
 
-    from compress.modeling import load_classifier
+    from compress.models.loading import load_classifier
 
     model = torch.compile(load_classifier(folder), dynamic=True)
 
@@ -301,8 +299,8 @@ def compiled_predictor(folder: Path):
 
 
 def accuracy_of(m: Model, predict, test, max_length: int) -> dict:
-    from compress.data import pad_batch, tokenize
-    from compress.modeling import load_tokenizer
+    from compress.data.batches import pad_batch, tokenize
+    from compress.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer(m.source)
     ids = tokenize(tokenizer, test.texts, max_length)
@@ -316,7 +314,7 @@ def accuracy_of(m: Model, predict, test, max_length: int) -> dict:
 
 def weights_mb(m: Model) -> float:
     """The weight files the runtime loads (an Optimum folder also holds the steps before it)."""
-    from compress.evaluate import weights_bytes
+    from compress.evaluation.evaluate import weights_bytes
 
     if m.runtime == "onnxruntime":
         return sum(f.stat().st_size for f in m.path.glob("model.onnx*")) / 1e6
@@ -334,7 +332,7 @@ def peak_rss(m: Model) -> float | None:
 
 def floor_of(m: Model, rates: dict) -> dict:
     """The 1x128 latency this model would have if every MAC ran at its runtime's large-GEMM rate."""
-    from compress.modeling import load_classifier
+    from compress.models.loading import load_classifier
 
     linear, attention = macs_at(load_classifier(m.source), 1, 128)
     runtime = "torch" if m.runtime.startswith("torch") else "onnxruntime"
@@ -359,7 +357,7 @@ def floor_of(m: Model, rates: dict) -> dict:
 def macs_at(model, batch: int, sequence: int) -> tuple[int, int]:
     """(linear-layer MACs, attention-matmul MACs) at batch x sequence, from the layers' real shapes:
     Q/K/V, output and FFN projections, pooler and classifier; QK^T and attention x V."""
-    from compress.pruning import layers
+    from compress.models.pruning import layers
 
     d, s = model.config.hidden_size, sequence
     linear = attention = 0

@@ -15,32 +15,33 @@ import numpy as np
 @dataclass
 class Prepared:
     args: argparse.Namespace
-    loaded: object  # compress.recipe.LoadedRecipe
-    outcome: object  # compress.runner.RunOutcome
-    splits: dict
+    loaded: object  # compress.recipe.load.LoadedRecipe
+    outcome: object  # compress.pipeline.runner.RunOutcome
+    splits: object  # compress.data.splits.Splits
     num_labels: int
     reporter: object
 
     def evaluate(self, artifact) -> dict:
         """Test-split metrics of one artifact in its own runtime (no latency)."""
-        from compress.evaluate import evaluate_artifact
+        from compress.evaluation.evaluate import evaluate_artifact
 
-        return evaluate_artifact(
+        evaluation, _ = evaluate_artifact(
             artifact,
-            self.splits["test"],
+            self.splits.test,
             num_labels=self.num_labels,
             max_length=self.loaded.recipe.data.max_length,
             spec=self.loaded.recipe.evaluation,
             shapes=[],
             progress=self.reporter,
         )
+        return evaluation.to_json()
 
 
 def prepare(name: str, rounds: int, needs: tuple[str, ...], add_arguments=None) -> Prepared:
-    from compress import runner
-    from compress.data import load_splits, num_labels
-    from compress.progress import Reporter
-    from compress.recipe import load_recipe
+    from compress.core.progress import Reporter
+    from compress.data.splits import load_splits, num_labels
+    from compress.pipeline import runner
+    from compress.recipe.load import load_recipe
 
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{name}")
     parser.add_argument("recipe", type=Path)
@@ -56,7 +57,7 @@ def prepare(name: str, rounds: int, needs: tuple[str, ...], add_arguments=None) 
     reporter = Reporter()
     outcome = runner.run(loaded, reporter=reporter)
     splits = load_splits(loaded.recipe.data)
-    return Prepared(args, loaded, outcome, splits, num_labels(loaded.recipe.data, splits["train"]), reporter)
+    return Prepared(args, loaded, outcome, splits, num_labels(loaded.recipe.data, splits.train), reporter)
 
 
 def interleaved_latency(predictors: dict, batch: int, sequence: int, rounds: int) -> dict[str, list[float]]:

@@ -108,7 +108,7 @@ def onnxruntime_rate(precision: str) -> float:
 
 def rates() -> dict[str, dict]:
     """GMAC/s per runtime and precision: {"gmacs": rate} or {"error": why there is none}."""
-    from compress.environment import cpu_has_native_bf16
+    from compress.core.environment import cpu_has_native_bf16
 
     measures = {
         "torch fp32": lambda: torch_rate("fp32"),

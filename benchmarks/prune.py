@@ -23,11 +23,11 @@ from benchmarks.common import interleaved_latency, prepare
 
 def main() -> int:
     from compress import pruning
-    from compress.environment import cpu_info
-    from compress.modeling import load_classifier
+    from compress.core.artifact import Artifact
+    from compress.core.environment import cpu_info
+    from compress.models.loading import load_classifier
+    from compress.models.onnx_export import export_onnx
     from compress.runtimes import RUNTIMES
-    from compress.stages import Artifact
-    from compress.stages.export import export_onnx
 
     run = prepare("prune", rounds=40, needs=("prune", "export"))
     args, loaded, splits = run.args, run.loaded, run.splits
@@ -60,9 +60,7 @@ def main() -> int:
                     "p90": round(float(np.percentile(t, 90)), 3),
                 }
 
-    reload_diff = plain_reload_difference(
-        pruned_ckpt, splits["test"].texts[:256], loaded.recipe.data.max_length
-    )
+    reload_diff = plain_reload_difference(pruned_ckpt, splits.test.texts[:256], loaded.recipe.data.max_length)
     base, pruned = rows["unpruned"], rows["pruned"]
     summary = {
         "encoder_macs_reduction": round(1 - pruned["encoder_macs_1x128"] / base["encoder_macs_1x128"], 4),
@@ -108,11 +106,11 @@ def main() -> int:
 
 def plain_reload_difference(folder: Path, texts: list[str], max_length: int) -> float:
     """Logits of the pruned checkpoint loaded by plain transformers vs the stage's own recorded
-    reload path (compress.modeling.load_classifier), on real rows."""
+    reload path (compress.models.loading.load_classifier), on real rows."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from compress.modeling import load_classifier
+    from compress.models.loading import load_classifier
 
     plain = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     ours = load_classifier(folder)

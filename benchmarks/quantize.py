@@ -28,6 +28,7 @@ import numpy as np
 
 from benchmarks.common import interleaved_latency, prepare
 from benchmarks.gemm import paired_speedup
+from compress.recipe.schema import Shape
 
 # before onnxruntime or torch load their thread pools
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -43,19 +44,23 @@ TARGETS = [
     ("compress pruned + INT8", "FP32 ONNX", 1, 128, 4.0),
 ]
 
-SHAPES = ["1x16", "1x128", "8x64", "32x256"]
+SHAPES = [Shape(1, 16), Shape(1, 128), Shape(8, 64), Shape(32, 256)]
 
 
 def all_int8(fp32_folder: Path, out: Path, spec) -> Path:
     """The quantize stage's graph (fused, slow fusions split) and settings, every layer INT8."""
-    from compress.stages.quantize import fuse, quant_settings, quantize, resolve_isa
+    from compress.quantization.isa import resolve_isa
+    from compress.quantization.onnxrt import fuse, quantize, scheme_for
 
     out.mkdir()
     for f in fp32_folder.iterdir():
         if f.suffix != ".onnx":
             (out / f.name).write_bytes(f.read_bytes())
     fuse(fp32_folder / "model.onnx", out / "fused.onnx")
-    quantize(out / "fused.onnx", out / "model.onnx", spec, quant_settings(resolve_isa(spec.isa)), None)
+    scheme = scheme_for(
+        resolve_isa(spec.isa), mode=spec.mode, per_channel=spec.per_channel, op_types=spec.op_types
+    )
+    quantize(out / "fused.onnx", out / "model.onnx", scheme, method=spec.calibration)
     (out / "fused.onnx").unlink()
     return out
 
@@ -63,13 +68,13 @@ def all_int8(fp32_folder: Path, out: Path, spec) -> Path:
 def main() -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from compress import runner
-    from compress.environment import cpu_info
-    from compress.modeling import load_tokenizer
-    from compress.recipe import load_recipe
+    from compress.core.artifact import Artifact
+    from compress.core.environment import cpu_info
+    from compress.evaluation.shapes import shape_matrix
+    from compress.models.loading import load_tokenizer
+    from compress.pipeline import runner
+    from compress.recipe.load import load_recipe
     from compress.runtimes import onnxruntime_predictor
-    from compress.shapes import shape_matrix
-    from compress.stages import Artifact
 
     def more(parser):
         parser.add_argument("--pruned", type=Path, help="a recipe with [prune] and [quantize]")
@@ -113,9 +118,14 @@ def main() -> int:
             rows[name] = {"accuracy": evaluation["accuracy"], "mb": round(evaluation["size_bytes"] / 1e6, 1)}
         predictors = {name: onnxruntime_predictor(a.path, spinning=False) for name, a in models.items()}
         tokenizer = load_tokenizer(fp32.path)
-        texts = run.splits["test"].texts
+        texts = run.splits.test.texts
         matrices = {
-            name: shape_matrix(predictors[ref], predictors[name], tokenizer, texts, SHAPES, rows=None)
+            name: {
+                shape: r.to_json()
+                for shape, r in shape_matrix(
+                    predictors[ref], predictors[name], tokenizer, texts, SHAPES, None
+                ).items()
+            }
             for name, ref in int8_of.items()
         }
         for batch, seq in ((1, 128), (32, 64)):
@@ -164,9 +174,9 @@ def main() -> int:
     print(f"{'model':28} {'accuracy':>9} {'1x128 ms':>9} {'32x64 ms':>9} {'MB':>6}")
     for name, r in rows.items():
         print(f"{name:28} {r['accuracy']:>9.4f} {r['1x128_ms']:>9.2f} {r['32x64_ms']:>9.1f} {r['mb']:>6.1f}")
-    print(f"\nlabel agreement with the FP32 model, by batch x sequence ({' / '.join(SHAPES)}):")
+    print(f"\nlabel agreement with the FP32 model, by batch x sequence ({' / '.join(map(str, SHAPES))}):")
     for name, m in matrices.items():
-        print(f"{name:28} " + " / ".join(f"{m[s]['label_agreement'] or 0:.2%}" for s in SHAPES))
+        print(f"{name:28} " + " / ".join(f"{m[str(s)]['label_agreement'] or 0:.2%}" for s in SHAPES))
     print(
         f"\nINT8 drop {summary['drop_vs_fp32_points']:+.2f} pt; "
         f"{summary['speedup_vs_fp32_1x128']:.2f}x vs FP32 "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from compress.errors import CompressError
+from compress.core.errors import CompressError
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -49,23 +49,18 @@ def main() -> None:
 @_ALLOW_OUTSIDE
 def validate(recipe: Path, allow_outside: bool) -> None:
     """Check RECIPE (schema, files, columns, labels) without running anything."""
-    from compress.recipe import load_recipe
+    from compress.recipe.load import load_recipe
+    from compress.recipe.stages import enabled_stages
 
     try:
         loaded = load_recipe(recipe, allow_outside=allow_outside)
     except CompressError as exc:
         _fail_input(exc)
-    stages = [s for s in _stage_names() if getattr(loaded.recipe, s) is not None]
+    stages = [s.name for s in enabled_stages(loaded.recipe)]
     click.echo(
         f"ok: {recipe}: recipe '{loaded.name}', stages {', '.join(stages) or 'none'}, "
         f"{len(loaded.recipe.targets)} targets"
     )
-
-
-def _stage_names() -> tuple[str, ...]:
-    from compress.stages import STAGES
-
-    return STAGES
 
 
 @main.command()
@@ -102,20 +97,19 @@ def run(
     world = _join_launch()
     if not world.is_main:
         _serve_training(world)
-    from compress.progress import Reporter
+    from compress.core.progress import Reporter
+    from compress.models import distributed
 
     reporter = Reporter(quiet=quiet)
     try:
         _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_outside, world)
     finally:
-        from compress import distributed
-
         distributed.finish()
 
 
 def _join_launch():
     """This process's place under torchrun / accelerate launch (a world of one otherwise)."""
-    from compress import distributed
+    from compress.models import distributed
 
     try:
         return distributed.start()
@@ -125,9 +119,9 @@ def _join_launch():
 
 def _serve_training(world) -> None:
     """Ranks other than 0 only train: each job rank 0 sends, until it says stop."""
-    from compress import distributed
-    from compress.progress import Reporter
-    from compress.training import serve
+    from compress.core.progress import Reporter
+    from compress.models import distributed
+    from compress.models.training import serve
 
     try:
         serve(Reporter(quiet=True))
@@ -141,8 +135,9 @@ def _serve_training(world) -> None:
 
 
 def _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_outside, world) -> None:
-    from compress import distributed, runner
-    from compress.recipe import load_recipe
+    from compress.models import distributed
+    from compress.pipeline import runner
+    from compress.recipe.load import load_recipe
 
     if (warning := distributed.single_process_warning()) is not None:
         reporter.info(f"[yellow]⚠[/] {warning}")
@@ -151,7 +146,7 @@ def _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_out
     try:
         baseline = None
         if reproduce:
-            from compress.reproduce import recorded_recipe
+            from compress.output.reproduce import recorded_recipe
 
             loaded, notes = recorded_recipe(recipe, allow_outside=allow_outside)
             baseline, no_cache = recipe, True
@@ -183,7 +178,7 @@ def _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_out
 
 
 def _tolerance_options(f):
-    from compress.regression import Tolerances
+    from compress.core.records import Tolerances
 
     defaults = Tolerances()
     f = click.option(
@@ -224,19 +219,25 @@ def compare(
     """Compare two bundles (or manifests) target by target; exit 1 if CANDIDATE regressed."""
     import json
 
-    from compress.regression import Tolerances, compare, load_manifest
-    from compress.report import blocks_markdown, comparison_blocks
+    from compress.core.records import Tolerances, load_manifest
+    from compress.output.report import blocks_markdown, comparison_blocks
+    from compress.verdict.regression import compare
 
     try:
         old, new = load_manifest(baseline), load_manifest(candidate)
     except CompressError as exc:
         _fail_input(exc)
-    result = compare(old, new, Tolerances(max_metric_drop, max_latency_increase, max_size_increase))
+    tolerances = Tolerances(
+        max_metric_drop=max_metric_drop,
+        max_latency_increase=max_latency_increase,
+        max_size_increase=max_size_increase,
+    )
+    result = compare(old, new, tolerances)
     if fmt == "json":
-        click.echo(json.dumps(result, indent=2))
+        click.echo(json.dumps(result.to_json(), indent=2))
     else:
         click.echo("\n".join(["## compress compare", "", *blocks_markdown(comparison_blocks(result))]))
-    sys.exit(EXIT_FAIL if result["breached"] else EXIT_PASS)
+    sys.exit(EXIT_FAIL if result.breached else EXIT_PASS)
 
 
 @main.command()
@@ -245,8 +246,8 @@ def report(bundle: Path) -> None:
     """Print a bundle's report as terminal tables."""
     from rich.console import Console
 
-    from compress.regression import load_manifest
-    from compress.report import print_rich
+    from compress.core.records import load_manifest
+    from compress.output.report import print_rich
 
     try:
         manifest = load_manifest(bundle)
@@ -260,7 +261,7 @@ def report(bundle: Path) -> None:
 def verify(bundle: Path) -> None:
     """Check every file of BUNDLE against its manifest and run each ONNX model once; exit 1 naming
     the first bad file."""
-    from compress.verify import BundleInvalid, verify_bundle
+    from compress.output.verify import BundleInvalid, verify_bundle
 
     try:
         summary = verify_bundle(bundle)
@@ -287,7 +288,7 @@ def engine(folder: Path, engine_path: Path | None) -> None:
     Runtime on sample batches. Exit 1 when no engine can be built here, saying why."""
     import json
 
-    from compress import tensorrt
+    from compress.runtimes import tensorrt_engine as tensorrt
 
     record_path = folder / "engine.json"
     if not record_path.is_file() or not (folder / "model.onnx").is_file():
@@ -299,9 +300,7 @@ def engine(folder: Path, engine_path: Path | None) -> None:
     if reason:
         click.echo(f"FAIL: not-built: {reason}", err=True)
         sys.exit(EXIT_FAIL)
-    from compress.tensorrt import build_and_check
-
     engine_path = engine_path or Path(f"{folder.resolve().name}.engine")
-    summary = build_and_check(folder, engine_path, record["profile"])
+    summary = tensorrt.build_and_check(folder, engine_path, record["profile"])
     click.echo(json.dumps(summary, indent=2))
     sys.exit(EXIT_PASS if summary["passed"] else EXIT_FAIL)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.alternatives import Model, best_against_optimum, macs_at
-from compress import pruning
+from compress.models import pruning
 
 
 def test_mac_split_adds_up_to_the_pruning_count_plus_pooler_and_head():

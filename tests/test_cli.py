@@ -156,7 +156,7 @@ def test_smoke_prunes_and_the_bundle_checkpoint_reloads_with_plain_transformers(
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from compress.modeling import load_classifier
+    from compress.models.loading import load_classifier
 
     manifest = load_manifest(out / "smoke" / "latest")
     prune = next(s for s in manifest["stages"] if s["name"] == "prune")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from compress.verify import verify_bundle
+from compress.output.verify import verify_bundle
 from tests.conftest import load_manifest, run_cli
 
 
@@ -148,7 +148,7 @@ def test_a_pickle_checkpoint_is_refused_without_running_it(write_recipe, tmp_pat
 
 
 def test_beside_safetensors_the_pickle_is_never_opened(tmp_path):
-    from compress.modeling import load_classifier
+    from compress.models.loading import load_classifier
 
     marker = tmp_path / "payload-ran"
     _poisoned_checkpoint(tmp_path / "ckpt", marker, with_safetensors=True)

@@ -14,94 +14,45 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import replace
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 
-from compress import tensorrt
-from compress.data import pad_batch, tokenize
-from compress.modeling import load_tokenizer
-from compress.recipe import QuantizeSpec
+from compress.core.artifact import NewArtifact
+from compress.core.stage import StageContext, StageResult
+from compress.data.batches import pad_batch, tokenize
+from compress.models.loading import load_tokenizer
+from compress.quantization.build import build as build_int8
+from compress.quantization.build import preparing
+from compress.quantization.fp16 import convert_fp16
+from compress.quantization.onnxrt import scheme_for
+from compress.recipe.schema import EngineSpec, Recipe, Shape, Target
 from compress.runtimes import RUNTIMES
-from compress.stages import NewArtifact, StageContext, StageResult
-from compress.stages.quantize import build_int8
+from compress.runtimes import tensorrt_engine as tensorrt
 
 
-def _targets(recipe) -> dict[str, list]:
+def _targets(recipe: Recipe) -> dict[str, list[Target]]:
     """precision -> the tensorrt targets asking for it."""
-    out: dict[str, list] = {}
+    out: dict[str, list[Target]] = {}
     for t in recipe.targets:
         if t.runtime == "tensorrt":
             out.setdefault(t.precision, []).append(t)
     return out
 
 
-def profile_of(targets) -> dict[str, str]:
+def profile_of(targets: Sequence[Target]) -> dict[str, str]:
     """One engine per precision, covering every target's range: smallest min, largest max."""
-
-    def pick(key, fn):
-        shapes = [tuple(int(x) for x in getattr(t.profile, key).split("x")) for t in targets]
-        return "x".join(str(fn(s[i] for s in shapes)) for i in range(2))
-
-    return {"min": pick("min", min), "opt": targets[0].profile.opt, "max": pick("max", max)}
+    low = Shape(min(t.profile.min.batch for t in targets), min(t.profile.min.sequence for t in targets))
+    high = Shape(max(t.profile.max.batch for t in targets), max(t.profile.max.sequence for t in targets))
+    return {"min": str(low), "opt": str(targets[0].profile.opt), "max": str(high)}
 
 
-def reads(recipe) -> dict:
+def reads(recipe: Recipe) -> dict:
     """Part of the cache key: which precisions and shape ranges the TensorRT targets ask for."""
     return {p: [profile_of(ts), [t.name for t in ts]] for p, ts in sorted(_targets(recipe).items())}
-
-
-def convert_fp16(src: Path, dst: Path, keep_fp32: list[str]) -> dict:
-    """FP16 graph with FP32 inputs/outputs and `keep_fp32` op types left FP32; onnx.checker'd."""
-    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
-
-    model = convert_float_to_float16(
-        onnx.load(str(src)), keep_io_types=True, op_block_list=list(DEFAULT_OP_BLOCK_LIST) + list(keep_fp32)
-    )
-    _toposort(model.graph)  # the converter appends its Cast nodes; ONNX (and TensorRT) want order
-    onnx.save(model, str(dst))
-    onnx.checker.check_model(str(dst))
-    return fp32_ops(dst, keep_fp32)
-
-
-def _toposort(graph) -> None:
-    """Reorder `graph.node` so every node comes after the producers of its inputs."""
-    ready = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
-    pending, ordered = list(graph.node), []
-    while pending:
-        rest = []
-        for node in pending:
-            if all(x in ready for x in node.input):
-                ordered.append(node)
-                ready.update(node.output)
-            else:
-                rest.append(node)
-        if len(rest) == len(pending):
-            raise ValueError(f"graph has a cycle or a missing input near node {rest[0].name}")
-        pending = rest
-    copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
-    del graph.node[:]
-    graph.node.extend(copies)
-
-
-def fp32_ops(path: Path, op_types: list[str]) -> dict[str, dict]:
-    """Per op type: how many nodes there are and how many read and write only FP32 tensors."""
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input]}
-    types.update({v.name: v.type.tensor_type.elem_type for v in model.graph.output})
-    types.update({i.name: i.data_type for i in model.graph.initializer})
-    out = {}
-    for op in op_types:
-        nodes = [n for n in model.graph.node if n.op_type == op]
-        fp32 = [
-            n
-            for n in nodes
-            if all(types.get(x) == onnx.TensorProto.FLOAT for x in [*n.input, *n.output] if x and x in types)
-        ]
-        out[op] = {"nodes": len(nodes), "fp32": len(fp32)}
-    return out
 
 
 def qdq_summary(path: Path) -> dict:
@@ -126,10 +77,10 @@ def qdq_summary(path: Path) -> dict:
     }
 
 
-def _agreement(src: Path, folder: Path, ctx: StageContext, rows: int = 256) -> dict:
+def _agreement(src: Path, folder: Path, ctx: StageContext[EngineSpec], rows: int = 256) -> dict:
     """The converted graph against the FP32 ONNX model on dev rows, in ONNX Runtime on the CPU."""
     tokenizer = load_tokenizer(src)
-    ids = tokenize(tokenizer, ctx.splits["dev"].texts[:rows], ctx.recipe.data.max_length)
+    ids = tokenize(tokenizer, ctx.splits.dev.texts[:rows], ctx.recipe.data.max_length)
     batches = [pad_batch(ids[i : i + 32], tokenizer.pad_token_id or 0) for i in range(0, len(ids), 32)]
     ref = np.concatenate([RUNTIMES["onnxruntime"](src)(b) for b in batches])
     new = np.concatenate([RUNTIMES["onnxruntime"](folder)(b) for b in batches])
@@ -140,21 +91,31 @@ def _agreement(src: Path, folder: Path, ctx: StageContext, rows: int = 256) -> d
     }
 
 
-def _int8_spec(spec) -> QuantizeSpec:
-    s = spec.int8
-    return QuantizeSpec(
-        mode="static",
-        calibration=s.calibration,
-        calibration_rows=s.calibration_rows,
-        per_channel=True,
-        op_types=["MatMul", "Gemm"],
-        fuse=False,  # TensorRT fuses for itself; it wants the plain graph
-        max_accuracy_drop=s.max_accuracy_drop,
-        max_trials=s.max_trials,
-        check_shapes=s.check_shapes,
-        check_rows=s.check_rows,
-        min_label_agreement=s.min_label_agreement,
-    )
+def _int8(ctx: StageContext[EngineSpec], folder: Path) -> tuple[dict, list[str]]:
+    """Symmetric Q/DQ on the linear layers of the plain graph (TensorRT fuses for itself), per-channel
+    weight scales, statically calibrated on dev rows, with the shared fallback and shape check."""
+    search = ctx.spec.int8
+    with preparing(
+        ctx.inputs["onnx"].path,
+        fuse_graph=False,
+        static=True,
+        calibration_rows=search.calibration_rows,
+        dev=ctx.splits.dev,
+        max_length=ctx.recipe.data.max_length,
+        work=ctx.out_dir,
+        progress=ctx.progress,
+    ) as prepared:
+        scheme = scheme_for("tensorrt", mode="static", per_channel=True, op_types=["MatMul", "Gemm"])
+        return build_int8(
+            prepared,
+            scheme,
+            search,
+            table="engine.int8",
+            dev=ctx.splits.dev,
+            test=ctx.splits.test,
+            out=folder,
+            progress=ctx.progress,
+        )
 
 
 def _engine_notes(
@@ -187,57 +148,68 @@ def _engine_notes(
     return record
 
 
-def run(ctx: StageContext) -> StageResult:
-    spec = ctx.spec
+def _fp16_graph(ctx: StageContext[EngineSpec], folder: Path) -> tuple[dict, str, list[str]]:
+    """The FP16 graph in `folder`: what it kept FP32, how it answers against FP32 ONNX, a note."""
     src = ctx.inputs["onnx"].path
+    folder.mkdir()
+    for f in src.iterdir():
+        if f.suffix != ".onnx":
+            shutil.copy2(f, folder / f.name)
+    with ctx.progress.bar("engine: FP16 graph", 2) as advance:
+        kept = convert_fp16(src / "model.onnx", folder / "model.onnx", ctx.spec.fp16_keep_fp32)
+        advance()
+        record = {"fp32_ops": kept, "against_fp32_onnx_on_dev": _agreement(src, folder, ctx)}
+        advance()
+    unkept = [op for op, k in kept.items() if k["fp32"] < k["nodes"]]
+    failures = [f"fp16: {', '.join(unkept)} nodes are not all FP32"] if unkept else []
+    a = record["against_fp32_onnx_on_dev"]
+    kept_text = ", ".join(f"{k['fp32']}/{k['nodes']} {op}" for op, k in kept.items())
+    note = (
+        f"fp16 graph: {kept_text} kept "
+        f"FP32; {a['label_agreement']:.2%} of {a['rows']} dev labels as FP32 ONNX, "
+        f"max |Δlogit| {a['max_abs_logit_diff']:.2g}"
+    )
+    return record, note, failures
+
+
+def _int8_graph(ctx: StageContext[EngineSpec], folder: Path) -> tuple[dict, str, list[str]]:
+    """The Q/DQ graph in `folder`, checked as TensorRT will read it, and a note."""
+    record, int8_failures = _int8(ctx, folder)
+    record["qdq"] = qdq_summary(folder / "model.onnx")
+    onnx.checker.check_model(str(folder / "model.onnx"))
+    q = record["qdq"]
+    note = (
+        f"int8 graph: symmetric Q/DQ ({q['nonzero_zero_points']} non-zero zero points), "
+        f"{q['per_channel_weights']} per-channel weight scales; " + record["notes"][0]
+    )
+    return record, note, [f"int8: {f}" for f in int8_failures]
+
+
+def run(ctx: StageContext[EngineSpec]) -> StageResult:
+    """Per precision its targets ask for: the graph, its checks, and the engine where one can be built."""
+    spec = ctx.spec
     blocked = tensorrt.unavailable()
-    made, metrics, failures = [], {"builds": {}, "notes": []}, []
+    made: list[NewArtifact] = []
+    metrics: dict[str, Any] = {"builds": {}, "notes": []}
+    failures: list[str] = []
     for precision, targets in sorted(_targets(ctx.recipe).items()):
         folder_name = f"tensorrt-{precision}"
         folder = ctx.out_dir / folder_name
         profile = profile_of(targets)
-        if precision == "fp16":
-            folder.mkdir()
-            for f in src.iterdir():
-                if f.suffix != ".onnx":
-                    shutil.copy2(f, folder / f.name)
-            with ctx.progress.bar("engine: FP16 graph", 2) as advance:
-                kept = convert_fp16(src / "model.onnx", folder / "model.onnx", spec.fp16_keep_fp32)
-                advance()
-                build = {"fp32_ops": kept, "against_fp32_onnx_on_dev": _agreement(src, folder, ctx)}
-                advance()
-            unkept = [op for op, k in kept.items() if k["fp32"] < k["nodes"]]
-            if unkept:
-                failures.append(f"fp16: {', '.join(unkept)} nodes are not all FP32")
-            a = build["against_fp32_onnx_on_dev"]
-            kept_text = ", ".join(f"{k['fp32']}/{k['nodes']} {op}" for op, k in kept.items())
-            note = (
-                f"fp16 graph: {kept_text} kept "
-                f"FP32; {a['label_agreement']:.2%} of {a['rows']} dev labels as FP32 ONNX, "
-                f"max |Δlogit| {a['max_abs_logit_diff']:.2g}"
-            )
-        else:
-            int8_ctx = replace(ctx, spec=_int8_spec(spec))
-            build, int8_failures = build_int8(int8_ctx, "tensorrt", folder)
-            failures += [f"int8: {f}" for f in int8_failures]
-            build["qdq"] = qdq_summary(folder / "model.onnx")
-            onnx.checker.check_model(str(folder / "model.onnx"))
-            q = build["qdq"]
-            note = (
-                f"int8 graph: symmetric Q/DQ ({q['nonzero_zero_points']} non-zero zero points), "
-                f"{q['per_channel_weights']} per-channel weight scales; " + build["notes"][0]
-            )
+        make_graph = _fp16_graph if precision == "fp16" else _int8_graph
+        record, note, graph_failures = make_graph(ctx, folder)
+        failures += graph_failures
         if blocked is None:
             with ctx.progress.bar(f"engine: TensorRT {precision} build", 1) as advance:
-                build["engine"] = tensorrt.build_engine(
+                record["engine"] = tensorrt.build_engine(
                     folder / "model.onnx", folder / "model.engine", profile, spec.workspace_mb
                 )
                 advance()
-        build["tensorrt"] = _engine_notes(
-            folder, targets[0].name, precision, profile, blocked, build.get("engine")
+        record["tensorrt"] = _engine_notes(
+            folder, targets[0].name, precision, profile, blocked, record.get("engine")
         )
-        (folder / "engine.json").write_text(json.dumps(build["tensorrt"], indent=1))
-        metrics["builds"][precision] = build
+        (folder / "engine.json").write_text(json.dumps(record["tensorrt"], indent=1))
+        metrics["builds"][precision] = record
         metrics["notes"] += [
             note,
             f"{precision} engine: " + ("built" if blocked is None else f"not built: {blocked}"),

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from compress import distributed
-from compress.data import tokenize
-from compress.modeling import load_classifier, load_tokenizer, save_classifier
-from compress.stages import NewArtifact, StageContext, StageResult
-from compress.training import train_classifier
+from compress.core.artifact import NewArtifact
+from compress.core.stage import StageContext, StageResult
+from compress.data.batches import tokenize
+from compress.models import distributed
+from compress.models.loading import load_classifier, load_tokenizer, save_classifier
+from compress.models.training import train_classifier
+from compress.recipe.schema import FinetuneSpec, Recipe
 
 
-def reads(recipe) -> dict:
+def reads(recipe: Recipe) -> dict:
     """How many processes train: their dropout masks differ, so the weights do too."""
     return {"processes": distributed.current().size}
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[FinetuneSpec]) -> StageResult:
+    """Train the starting checkpoint on the train split, choosing the best step on dev."""
     source = ctx.inputs["checkpoint"]
     tokenizer = load_tokenizer(source.path)
     model = load_classifier(source.path)
     max_length = ctx.recipe.data.max_length
-    train, dev = ctx.splits["train"], ctx.splits["dev"]
+    train, dev = ctx.splits.train, ctx.splits.dev
     metrics = train_classifier(
         model,
         settings=ctx.spec,

@@ -11,12 +11,14 @@ import random
 import torch
 import torch.nn.functional as F
 
-from compress import distributed, pruning
-from compress.data import pad_batch, tokenize
-from compress.errors import StageFailed
-from compress.modeling import load_classifier, load_tokenizer, save_classifier
-from compress.stages import NewArtifact, StageContext, StageResult
-from compress.training import train_classifier
+from compress.core.artifact import NewArtifact
+from compress.core.errors import StageFailed
+from compress.core.stage import StageContext, StageResult
+from compress.data.batches import pad_batch, tokenize
+from compress.models import distributed, pruning
+from compress.models.loading import load_classifier, load_tokenizer, save_classifier
+from compress.models.training import train_classifier
+from compress.recipe.schema import PruneSpec, Recipe, RecoverySpec
 
 RELOAD_TOLERANCE = 1e-4
 
@@ -40,12 +42,13 @@ class DistillationLoss(torch.nn.Module):
         return self.weight * kl + (1 - self.weight) * F.cross_entropy(student, labels)
 
 
-def reads(recipe) -> dict:
+def reads(recipe: Recipe) -> dict:
     """How many processes train the recovery: their dropout masks differ, so the weights do too."""
     return {"processes": distributed.current().size}
 
 
-def plan_fractions(spec, config) -> tuple[float, float]:
+def plan_fractions(spec: PruneSpec, config) -> tuple[float, float]:
+    """The (heads, FFN) fractions to remove: as given, or the one fraction that reaches the MAC target."""
     if spec.target_macs_fraction is None:
         return spec.heads_fraction, spec.ffn_fraction
     f = pruning.fraction_for_macs(
@@ -59,7 +62,8 @@ def plan_fractions(spec, config) -> tuple[float, float]:
     return f, f
 
 
-def measure(model, spec) -> dict:
+def measure(model, spec: PruneSpec) -> dict:
+    """Parameters, encoder MACs, heads and FFN widths per layer: before and after pruning."""
     return {
         "parameters": pruning.parameter_counts(model),
         "encoder_macs": pruning.encoder_macs(model, spec.macs_batch, spec.macs_sequence),
@@ -68,31 +72,20 @@ def measure(model, spec) -> dict:
     }
 
 
-def run(ctx: StageContext) -> StageResult:
+def run(ctx: StageContext[PruneSpec]) -> StageResult:
+    """Score, cut, recover by distillation, save, and prove the cut and the saved checkpoint."""
     spec = ctx.spec
     teacher_path = ctx.inputs["checkpoint"].path
     device = distributed.current().device
     tokenizer = load_tokenizer(teacher_path)
     pad_id = tokenizer.pad_token_id or 0
-    max_length = ctx.recipe.data.max_length
     model = load_classifier(teacher_path).to(device)
-    config = model.config
-    heads_fraction, ffn_fraction = plan_fractions(spec, config)
+    heads_fraction, ffn_fraction = plan_fractions(spec, model.config)
     before = measure(model, spec)
-
-    dev = ctx.splits["dev"]
-    dev_ids = tokenize(tokenizer, dev.texts, max_length)
-    if spec.importance == "gradient":
-        rows = min(spec.importance_rows, len(dev_ids))
-        batches = pruning.importance_batches(dev_ids[:rows], dev.labels[:rows], pad_id, device)
-        with ctx.progress.bar("score heads and neurons", 1) as advance:
-            head_scores, ffn_scores = pruning.gradient_importance(model, batches)
-            advance()
-    else:
-        head_scores, ffn_scores = pruning.magnitude_importance(model)
-
-    n_heads = config.num_hidden_layers * config.num_attention_heads
-    n_remove = round(heads_fraction * n_heads)
+    dev_ids = tokenize(tokenizer, ctx.splits.dev.texts, ctx.recipe.data.max_length)
+    head_scores, ffn_scores = _importance(ctx, model, dev_ids, pad_id, device)
+    config = model.config
+    n_remove = round(heads_fraction * config.num_hidden_layers * config.num_attention_heads)
     try:
         heads = pruning.select_heads(
             pruning.normalize_per_layer(head_scores), n_remove, spec.min_heads_per_layer, spec.per_layer
@@ -106,31 +99,9 @@ def run(ctx: StageContext) -> StageResult:
         model.prune_heads(heads)
     after = measure(model, spec)
     shrink = _check_shrink(before, after, n_remove, ffn_fraction, spec)
-
-    recovery_metrics = None
+    recovery = None
     if spec.recovery is not None:
-        teacher = load_classifier(teacher_path)
-        train = ctx.splits["train"]
-        idx = list(range(len(train.texts)))
-        if spec.recovery.train_rows is not None and spec.recovery.train_rows < len(idx):
-            idx = sorted(random.Random(spec.recovery.seed).sample(idx, spec.recovery.train_rows))
-        train_ids = tokenize(tokenizer, [train.texts[i] for i in idx], max_length)
-        settings = spec.recovery
-        if "amp" not in settings.model_fields_set and ctx.recipe.finetune is not None:
-            settings = settings.model_copy(update={"amp": ctx.recipe.finetune.amp})  # same AMP as fine-tune
-        recovery_metrics = train_classifier(
-            model,
-            settings=settings,
-            train_ids=train_ids,
-            train_labels=[train.labels[i] for i in idx],
-            dev_ids=dev_ids,
-            dev_labels=dev.labels,
-            pad_id=pad_id,
-            progress=ctx.progress,
-            label="recover (distil)",
-            loss_fn=DistillationLoss(teacher, spec.recovery.temperature, spec.recovery.distill_weight),
-        )
-        del teacher
+        recovery = _recover(ctx, spec.recovery, model, teacher_path, tokenizer, dev_ids)
 
     out = ctx.out_dir / "checkpoint"
     model = model.float().cpu().eval()
@@ -146,7 +117,7 @@ def run(ctx: StageContext) -> StageResult:
         **shrink,
         "uniform_ffn": len(set(after["ffn"])) == 1,
         "reload_max_abs_logit_diff": reload_diff,
-        "recovery": recovery_metrics,
+        "recovery": recovery,
     }
     if reload_diff > RELOAD_TOLERANCE:
         raise StageFailed(
@@ -155,7 +126,46 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(artifacts=[NewArtifact("checkpoint", "torch", "fp32", "checkpoint")], metrics=metrics)
 
 
-def _check_shrink(before: dict, after: dict, n_remove: int, ffn_fraction: float, spec) -> dict:
+def _importance(ctx: StageContext[PruneSpec], model, dev_ids: list[list[int]], pad_id: int, device: str):
+    """(head scores per layer, FFN neuron scores per layer): gradients on dev rows, or weight norms."""
+    spec, dev = ctx.spec, ctx.splits.dev
+    if spec.importance != "gradient":
+        return pruning.magnitude_importance(model)
+    rows = min(spec.importance_rows, len(dev_ids))
+    batches = pruning.importance_batches(dev_ids[:rows], dev.labels[:rows], pad_id, device)
+    with ctx.progress.bar("score heads and neurons", 1) as advance:
+        scores = pruning.gradient_importance(model, batches)
+        advance()
+    return scores
+
+
+def _recover(
+    ctx: StageContext[PruneSpec], spec: RecoverySpec, model, teacher_path, tokenizer, dev_ids: list[list[int]]
+) -> dict:
+    """Distil the fine-tuned teacher into the pruned model on (a seeded sample of) the train rows."""
+    teacher = load_classifier(teacher_path)
+    train, dev = ctx.splits.train, ctx.splits.dev
+    idx = list(range(len(train.texts)))
+    if spec.train_rows is not None and spec.train_rows < len(idx):
+        idx = sorted(random.Random(spec.seed).sample(idx, spec.train_rows))
+    settings = spec
+    if "amp" not in spec.model_fields_set and ctx.recipe.finetune is not None:
+        settings = spec.model_copy(update={"amp": ctx.recipe.finetune.amp})  # same AMP as fine-tune
+    return train_classifier(
+        model,
+        settings=settings,
+        train_ids=tokenize(tokenizer, [train.texts[i] for i in idx], ctx.recipe.data.max_length),
+        train_labels=[train.labels[i] for i in idx],
+        dev_ids=dev_ids,
+        dev_labels=dev.labels,
+        pad_id=tokenizer.pad_token_id or 0,
+        progress=ctx.progress,
+        label="recover (distil)",
+        loss_fn=DistillationLoss(teacher, spec.temperature, spec.distill_weight),
+    )
+
+
+def _check_shrink(before: dict, after: dict, n_remove: int, ffn_fraction: float, spec: PruneSpec) -> dict:
     """Reductions achieved; StageFailed if the physical model is not as small as asked."""
     heads_removed = sum(before["heads"]) - sum(after["heads"])
     ffn_removed = sum(before["ffn"]) - sum(after["ffn"])

@@ -7,8 +7,9 @@ import numpy as np
 import onnx
 import pytest
 
-from compress import tensorrt
-from compress.stages.engine import convert_fp16, fp32_ops, profile_of, qdq_summary
+from compress.quantization.fp16 import convert_fp16, fp32_ops
+from compress.runtimes import tensorrt_engine as tensorrt
+from compress.stages.engine import profile_of, qdq_summary
 from tests.conftest import load_manifest, run_variant
 
 ENGINE_TARGETS = (
@@ -45,7 +46,7 @@ def test_fp16_graph_is_valid_and_keeps_layernorm_and_softmax_fp32(fp32_onnx, tmp
 
 
 def test_profile_covers_every_target_of_a_precision():
-    from compress.recipe import Target
+    from compress.recipe.schema import Target
 
     def target(name, **profile):
         return Target(name=name, runtime="tensorrt", precision="fp16", max_accuracy_drop=1.0, profile=profile)
@@ -134,7 +135,7 @@ def test_a_required_tensorrt_target_without_an_engine_fails_the_run(first_run, o
     tensorrt.unavailable() is not None, reason=f"no TensorRT engine here: {tensorrt.unavailable()}"
 )
 def test_engine_builds_and_answers_like_the_onnx_graph(fp32_onnx, tmp_path):
-    from compress.stages.engine import convert_fp16 as to_fp16
+    from compress.quantization.fp16 import convert_fp16 as to_fp16
 
     folder = tmp_path / "fp16"
     folder.mkdir()

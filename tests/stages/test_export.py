@@ -1,30 +1,26 @@
-import numpy as np
-import onnx
-from onnx import TensorProto, helper
+"""The export stage, run directly: an ONNX folder with dynamic axes that answers like PyTorch, and a
+parity breach that fails the stage with what was measured."""
 
-from compress.stages.export import dynamic_axes_problems, parity
+import pytest
 
-
-def test_parity_measures_max_diff_and_agreement():
-    batches = [{"x": np.zeros(3)}, {"x": np.zeros(2)}]
-    ref = lambda b: np.array([[1.0, 0.0]] * len(b["x"]))  # noqa: E731
-    cand = lambda b: np.array([[1.0, 0.5]] * (len(b["x"]) - 1) + [[0.0, 1.0]])  # noqa: E731
-    result = parity(ref, cand, batches)
-    assert result["rows"] == 5
-    assert result["max_abs_logit_diff"] == 1.0
-    assert result["label_agreement"] == 3 / 5
+from compress.core.errors import StageFailed
+from compress.evaluation.parity import dynamic_axes_problems
+from compress.recipe.schema import ExportSpec
+from compress.stages import export
 
 
-def test_fixed_axes_are_reported(tmp_path):
-    def model(dims):
-        inp = helper.make_tensor_value_info("input_ids", TensorProto.INT64, dims)
-        out = helper.make_tensor_value_info("logits", TensorProto.INT64, dims)
-        graph = helper.make_graph(
-            [helper.make_node("Identity", ["input_ids"], ["logits"])], "g", [inp], [out]
-        )
-        path = tmp_path / f"{len(str(dims))}.onnx"
-        onnx.save(helper.make_model(graph), path)
-        return path
+def test_export_writes_a_deployable_folder_with_parity(stage_context, tiny_checkpoint):
+    ctx = stage_context(ExportSpec(), {"checkpoint": tiny_checkpoint})
+    result = export.run(ctx)
+    folder = ctx.out_dir / result.artifacts[0].folder
+    assert {"model.onnx", "config.json", "tokenizer.json"} <= {p.name for p in folder.iterdir()}
+    assert dynamic_axes_problems(folder / "model.onnx") == []
+    parity = result.metrics["parity"]
+    assert parity["rows"] == 96 and parity["max_abs_logit_diff"] < 1e-3 and parity["label_agreement"] == 1.0
 
-    assert dynamic_axes_problems(model(["batch", "sequence"])) == []
-    assert dynamic_axes_problems(model([1, "sequence"])) == ["input 'input_ids' has fixed axes [0]"]
+
+def test_parity_breach_fails_with_the_measurement(stage_context, tiny_checkpoint):
+    ctx = stage_context(ExportSpec(max_abs_logit_diff=1e-12), {"checkpoint": tiny_checkpoint})
+    with pytest.raises(StageFailed, match="export.max_abs_logit_diff") as info:
+        export.run(ctx)
+    assert info.value.metrics["parity"]["rows"] == 96

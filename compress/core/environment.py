@@ -1,0 +1,75 @@
+"""What machine and toolchain a run happened on: recorded in every manifest and cache key."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from functools import cache
+
+# ISA flags that decide which kernels (and so which INT8/BF16 paths) a CPU runs.
+ISA_FLAGS = (
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "asimd",
+    "asimddp",
+    "bf16",
+    "i8mm",
+    "sve",
+)
+
+
+@cache
+def cpu_info() -> dict:
+    """The CPU's model name, machine type and the ISA flags in ISA_FLAGS that it has."""
+    model, flags = platform.processor() or platform.machine(), set[str]()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features") and not flags:
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "machine": platform.machine(),
+        "isa": sorted(f for f in ISA_FLAGS if f in flags),
+    }
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where bf16 matrix work runs natively (AVX512-BF16, AMX, Arm BF16) rather than emulated."""
+    isa = set(cpu_info()["isa"])
+    return bool(isa & {"avx512_bf16", "amx_bf16"}) or ("bf16" in isa and "asimd" in isa)
+
+
+def python_version() -> str:
+    """This interpreter's version, e.g. "3.11.7"."""
+    return sys.version.split()[0]
+
+
+def versions() -> dict[str, str]:
+    """Versions of everything whose change can change a stage's output (part of cache keys)."""
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    return {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }

@@ -1,0 +1,109 @@
+"""The one place that talks to transformers: build, load and save sequence classifiers.
+
+Kept behind this module so a transformers upgrade (4.x -> 5.x changes loading and head-pruning
+APIs) is a local change. Checkpoints load from safetensors only and never run remote code.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from safetensors import SafetensorError
+
+from compress.core.errors import CompressError
+from compress.models.packaged import packaged_model_dir
+from compress.recipe.schema import ModelSpec
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing is ever downloaded at run time
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # e.g. "newly initialized head": expected here
+
+
+def load_tokenizer(folder: Path):
+    """The tokenizer saved beside a checkpoint or ONNX graph (never remote code)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+
+
+def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
+    """Write the starting checkpoint (weights + config + tokenizer) into `out`.
+
+    A packaged or local model gets a fresh classification head of `num_labels`; a tiny model is
+    built from a BertConfig with random weights and borrows the packaged MiniLM tokenizer. Both are
+    seeded by `model.seed`, so a fresh cache rebuilds the same starting point.
+    """
+    import torch
+    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(spec.seed)  # the new head's init decides a point of accuracy on SST-2: seed it
+    if spec.tiny is not None:
+        tok_dir = packaged_model_dir("all-MiniLM-L6-v2")
+        tokenizer = load_tokenizer(tok_dir)
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=spec.tiny.hidden_size,
+            num_hidden_layers=spec.tiny.num_hidden_layers,
+            num_attention_heads=spec.tiny.num_attention_heads,
+            intermediate_size=spec.tiny.intermediate_size,
+            hidden_dropout_prob=spec.tiny.dropout,
+            attention_probs_dropout_prob=spec.tiny.dropout,
+            max_position_embeddings=512,
+            num_labels=num_labels,
+        )
+        model = BertForSequenceClassification(config)
+    else:
+        src = spec.path if spec.path is not None else packaged_model_dir(str(spec.packaged))
+        tokenizer = load_tokenizer(src)
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                src,
+                num_labels=num_labels,
+                ignore_mismatched_sizes=True,  # a new head when the label count differs
+                use_safetensors=True,
+                trust_remote_code=False,
+            )
+        except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+            raise CompressError(f"model: cannot load checkpoint {src}: {exc}") from None
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+
+
+def load_classifier(folder: Path):
+    """A saved checkpoint in eval mode; a corrupt or foreign folder is a CompressError.
+
+    Checkpoints whose FFN widths differ per layer (non-uniform pruning, recorded as
+    `compress_intermediate_sizes` in config.json) cannot be rebuilt by plain transformers, which
+    would raise a size mismatch; they are built here with those widths and loaded strictly.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    try:
+        config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
+        sizes = getattr(config, "compress_intermediate_sizes", None)
+        if not sizes:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                folder, use_safetensors=True, trust_remote_code=False
+            )
+        else:
+            from safetensors.torch import load_file
+
+            from compress.models.pruning import apply_ffn_sizes
+
+            model = AutoModelForSequenceClassification.from_config(config)
+            apply_ffn_sizes(model, sizes)
+            state = {}
+            for f in sorted(Path(folder).glob("*.safetensors")):
+                state.update(load_file(f))
+            model.load_state_dict(state, strict=True)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise CompressError(f"cannot load checkpoint {folder}: {exc}") from None
+    return model.eval()
+
+
+def save_classifier(model, tokenizer, out: Path) -> None:
+    """Weights as safetensors, config and tokenizer: a folder `load_classifier` and plain
+    transformers read back."""
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)

@@ -1,0 +1,202 @@
+"""Measuring what the stages made: every artifact evaluated in its own runtime (cached by content),
+ONNX graphs through the release matrix, the starting checkpoint, test-hook perturbations, and the
+points of pareto.png."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compress.core import cache
+from compress.core.artifact import Artifact
+from compress.core.hashing import tree_sha256
+from compress.core.records import Evaluation, ReleaseMatrix, ShapeResult
+from compress.evaluation.evaluate import evaluate_artifact
+from compress.evaluation.shapes import matrix_problems, release_matrix
+from compress.models.loading import build_source_model, load_tokenizer
+from compress.output.plots import ArtifactPoint
+from compress.pipeline.perturb import perturb_folder
+from compress.pipeline.state import Made, Measured, RunInputs, RunState
+from compress.recipe.schema import Shape
+from compress.runtimes import RUNTIMES
+
+
+def source_checkpoint(inputs: RunInputs) -> Artifact:
+    """The starting model as a cached checkpoint folder, so every later key hashes real content."""
+    spec = inputs.loaded.recipe.model
+    identity = spec.model_dump(mode="json")
+    if spec.path is not None:
+        identity["content"] = tree_sha256(spec.path)
+    key = cache.json_key(
+        {"model": identity, "num_labels": inputs.n_labels, "versions": inputs.environment.versions}
+    )
+    hit = cache.lookup(inputs.cache_root, "source", key)
+    if hit is None:
+        inputs.reporter.info("[bold]▶[/] source model")
+
+        def work(tmp: Path) -> dict:
+            build_source_model(spec, inputs.n_labels, tmp / "checkpoint")
+            return {"sha256": tree_sha256(tmp / "checkpoint")}
+
+        hit = cache.build(inputs.cache_root, "source", key, work)
+    folder, record = hit
+    return Artifact("checkpoint", "torch", "fp32", folder / "checkpoint", record["sha256"])
+
+
+def assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> Measured:
+    """Evaluate an artifact, and run an ONNX one (or an engine) through the release matrix against
+    the latest FP32 PyTorch model (the one it was made from). Remembered in `state.measured`."""
+    measured = evaluate(artifact, inputs)
+    spec = inputs.loaded.recipe.evaluation.release_matrix
+    reference = state.artifacts.get("checkpoint")
+    if artifact.runtime in ("onnxruntime", "tensorrt") and spec.enabled and reference is not None:
+        release = _release_matrix(artifact, reference, inputs)
+        measured = Measured(
+            measured.evaluation.model_copy(update={"release_matrix": release}), measured.predictions
+        )
+    state.measured[artifact.sha256] = measured
+    return measured
+
+
+def _release_matrix(artifact: Artifact, reference: Artifact, inputs: RunInputs) -> ReleaseMatrix:
+    spec = inputs.loaded.recipe.evaluation.release_matrix
+    key = cache.json_key(
+        {
+            "artifact": artifact.sha256,
+            "reference": reference.sha256,
+            "data": inputs.data.to_json(),
+            "spec": spec.model_dump(mode="json"),
+            "env": inputs.environment_key(),
+        }
+    )
+    hit = cache.lookup(inputs.cache_root, "release", key)
+    if hit is None:
+
+        def work(_tmp: Path) -> dict:
+            label = f"release matrix {artifact.runtime}/{artifact.precision}"
+            with inputs.reporter.bar(label, len(spec.shapes()) * 2) as advance:
+                shapes = release_matrix(
+                    RUNTIMES[reference.runtime](reference.path),
+                    RUNTIMES[artifact.runtime](artifact.path),
+                    load_tokenizer(artifact.path),
+                    inputs.splits.test.texts,
+                    spec,
+                    advance,
+                )
+            return {"reference": reference.sha256, "shapes": {k: r.to_json() for k, r in shapes.items()}}
+
+        hit = cache.build(inputs.cache_root, "release", key, work)
+    shapes = {k: ShapeResult.from_json(r) for k, r in hit[1]["shapes"].items()}
+    problems = matrix_problems(shapes, spec.min_label_agreement)
+    worst = min((r.label_agreement or 0.0) for r in shapes.values())
+    inputs.reporter.info(
+        f"  release matrix {len(shapes)} shapes: "
+        + (f"[red]{len(problems)} failing[/]" if problems else "all pass")
+        + f", lowest label agreement {worst:.2%}"
+    )
+    return ReleaseMatrix(reference=hit[1]["reference"], shapes=shapes, problems=tuple(problems))
+
+
+def _latency_shapes(inputs: RunInputs) -> list[Shape]:
+    """1x128 (every artifact, for pareto.png) and each target's latency shape."""
+    shapes = {Shape(1, 128)} | {t.latency_shape for t in inputs.loaded.recipe.targets}
+    return sorted(shapes)
+
+
+def evaluate(artifact: Artifact, inputs: RunInputs) -> Measured:
+    """The artifact on every test row, and its latency at every shape a target or the plot needs;
+    cached by the artifact's content, the data and the evaluation settings."""
+    recipe = inputs.loaded.recipe
+    shapes = _latency_shapes(inputs)
+    key = cache.json_key(
+        {
+            "artifact": artifact.sha256,
+            "runtime": artifact.runtime,
+            "data": inputs.data.to_json(),
+            "evaluation": recipe.evaluation.model_dump(mode="json", exclude={"release_matrix"}),
+            "shapes": [str(s) for s in shapes],
+            "env": inputs.environment_key(),
+        }
+    )
+    hit = cache.lookup(inputs.cache_root, "evaluate", key)
+    cached = hit is not None
+    if hit is None:
+
+        def work(_tmp: Path) -> dict:
+            evaluation, predictions = evaluate_artifact(
+                artifact,
+                inputs.splits.test,
+                num_labels=inputs.n_labels,
+                max_length=recipe.data.max_length,
+                spec=recipe.evaluation,
+                shapes=shapes,
+                progress=inputs.reporter,
+            )
+            return {"evaluation": evaluation.to_json(), "predictions": predictions.tolist()}
+
+        hit = cache.build(inputs.cache_root, "evaluate", key, work)
+    evaluation = Evaluation.from_json(hit[1]["evaluation"])
+    metric = recipe.evaluation.metric
+    inputs.reporter.info(
+        f"  {artifact.runtime}/{artifact.precision}: {metric} {evaluation.metric(metric):.4f}, "
+        f"1x128 {evaluation.latency['1x128'].median_ms:.1f} ms, "
+        f"{evaluation.size_bytes / 1e6:.1f} MB" + ("  (cached)" if cached else "")
+    )
+    return Measured(evaluation, np.asarray(hit[1]["predictions"], dtype=np.int64))
+
+
+def perturb_targets(inputs: RunInputs, state: RunState) -> None:
+    """The `perturb_weights` test hook: each such target gets a noisy copy of its artifact."""
+    for i, target in enumerate(inputs.loaded.recipe.targets):
+        made = state.made_for(target.name, target.runtime, target.precision)
+        if target.perturb_weights is None or made is None:
+            continue
+        artifact = made.artifact
+        std, seed = target.perturb_weights, inputs.loaded.recipe.evaluation.seed + i
+        key = cache.json_key({"perturb": artifact.sha256, "std": std, "seed": seed, "method": 2})
+
+        def work(tmp: Path, artifact: Artifact = artifact, std: float = std, seed: int = seed) -> dict:
+            perturb_folder(artifact.path, tmp / "model", std, seed)
+            return {"sha256": tree_sha256(tmp / "model")}
+
+        folder, record = cache.lookup(inputs.cache_root, "perturb", key) or cache.build(
+            inputs.cache_root, "perturb", key, work
+        )
+        noisy = Artifact(
+            artifact.kind, artifact.runtime, artifact.precision, folder / "model", record["sha256"]
+        )
+        inputs.reporter.info(f"[yellow]⚠[/] {target.name}: weights perturbed (std x{std}) by the recipe")
+        assess(noisy, inputs, state)
+        state.by_name[target.name] = Made(noisy, made.stage)
+        state.perturbed[target.name] = std
+
+
+def artifact_points(state: RunState) -> list[ArtifactPoint]:
+    """Every evaluated artifact of the run (perturbed copies included), for the accuracy/latency plot."""
+    made = [
+        (
+            f"{stage.name}: {a.runtime}/{a.precision}"
+            + (f" ({', '.join(a.serves)})" if a.serves else "")
+            + (" (CPU proxy, not the engine)" if a.proxy else ""),
+            a,
+        )
+        for stage in state.stages
+        for a in state.by_stage.get(stage.name, [])
+    ]
+    made += [
+        (f"{name} (perturbed x{std})", state.by_name[name].artifact) for name, std in state.perturbed.items()
+    ]
+    points = []
+    for label, a in made:
+        evaluation = state.measured[a.sha256].evaluation
+        points.append(
+            ArtifactPoint(
+                label=label,
+                accuracy=evaluation.accuracy,
+                macro_f1=evaluation.macro_f1,
+                latency_ms={shape: lat.median_ms for shape, lat in evaluation.latency.items()},
+                size_mb=evaluation.size_bytes / 1e6,
+            )
+        )
+    return points

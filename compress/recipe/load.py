@@ -1,0 +1,259 @@
+"""Load a recipe: parse the TOML, validate it against the schema, resolve its paths and check what
+the schema cannot see (files, the stages its targets need, the pruning plan, the data itself).
+
+Every problem found is reported together in one `CompressError` naming the recipe file, the key and,
+where it is written, the line. Stages can then trust what they receive.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from compress.core.errors import CompressError
+from compress.core.hashing import json_sha256
+from compress.data.splits import check_data_files
+from compress.models.packaged import packaged_model_dir
+from compress.recipe.locate import where
+from compress.recipe.schema import ModelSpec, PruneSpec, Recipe
+from compress.recipe.stages import BY_NAME, enabled_stages, makers, servable
+
+MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of settings; anything near this is not one
+
+
+class LoadedRecipe(BaseModel):
+    """A validated recipe plus where it came from; paths inside `recipe` are absolute."""
+
+    model_config = ConfigDict(frozen=True)
+    path: Path
+    name: str
+    recipe: Recipe
+    text: str = ""  # the recipe file as written, kept in the bundle so the run can be reproduced
+
+    def resolved(self) -> dict:
+        """The recipe with every default filled in, as JSON (what the manifest records)."""
+        return json.loads(self.recipe.model_dump_json())
+
+    def sha256(self) -> str:
+        """Of what the recipe says, not where it lies: file paths count by name only (their
+        content is hashed separately), so a moved checkout keeps the same recipe hash."""
+        resolved = self.resolved()
+        for key in ("train", "dev", "test"):
+            resolved["data"][key] = Path(resolved["data"][key]).name
+        if resolved["model"].get("path"):
+            resolved["model"]["path"] = Path(resolved["model"]["path"]).name
+        return json_sha256(resolved)
+
+
+def load_recipe(
+    path: Path | str, *, text: str | None = None, base: Path | None = None, allow_outside: bool = False
+) -> LoadedRecipe:
+    """Parse, validate and resolve a recipe; raise one CompressError listing every problem.
+
+    `text` and `base` replay a recipe stored in a bundle: its text, with relative paths resolved
+    against `base` (the folder the original recipe lay in) instead of `path`'s folder.
+    Paths in a recipe must stay inside its folder tree (no absolute paths, no `..`) unless
+    `allow_outside`: a recipe copied from elsewhere cannot read or write where it likes.
+    """
+    path = Path(path)
+    if text is None:
+        text = _read(path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CompressError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as exc:
+        raise CompressError(f"{path}: " + "; ".join(_describe(e, text) for e in exc.errors())) from None
+    outside = [] if allow_outside else _paths_outside(recipe, text)
+    if outside:
+        raise CompressError(f"{path}: " + "; ".join(outside))
+    recipe = _resolve_paths(recipe, (base or path.parent).resolve())
+    problems = _check_stages_cover_targets(recipe, text) + _check_files(recipe, text)
+    if not problems and recipe.prune is not None:
+        problems = _check_prune(recipe.model, recipe.prune, text)
+    if not problems:  # reading the data is the slow part: only once the rest is sound
+        problems = [f"{where(('data', key), text)}: {msg}" for key, msg in check_data_files(recipe.data)]
+    if problems:
+        raise CompressError(f"{path}: " + "; ".join(problems))
+    name = recipe.output.name or path.stem
+    return LoadedRecipe(path=path.resolve(), name=name, recipe=recipe, text=text)
+
+
+def _read(path: Path) -> str:
+    if not path.is_file():
+        raise CompressError(f"{path}: recipe file not found")
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise CompressError(f"{path}: {size:,} bytes; a recipe may be at most {MAX_RECIPE_BYTES:,}")
+    return path.read_bytes().decode("utf-8", errors="replace")
+
+
+def _paths_outside(recipe: Recipe, text: str) -> list[str]:
+    """Every path key that is absolute or climbs out with `..`, named with its line."""
+    paths: dict[tuple[str, str], Path | None] = {
+        ("data", k): getattr(recipe.data, k) for k in ("train", "dev", "test")
+    }
+    paths[("model", "path")] = recipe.model.path
+    paths[("output", "dir")] = recipe.output.dir
+    if recipe.regression is not None and recipe.regression.baseline != "latest":
+        paths[("regression", "baseline")] = Path(recipe.regression.baseline)
+    return [
+        f"{where(loc, text)}: {p} leads outside the recipe's folder (absolute or '..'); "
+        "give it on the command line with --allow-outside if that is intended"
+        for loc, p in paths.items()
+        if p is not None and (p.is_absolute() or ".." in p.parts)
+    ]
+
+
+def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    def absolute(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    data = recipe.data.model_copy(
+        update={k: absolute(getattr(recipe.data, k)) for k in ("train", "dev", "test")}
+    )
+    model = recipe.model
+    if model.path is not None:
+        model = model.model_copy(update={"path": absolute(model.path)})
+    regression = recipe.regression
+    if regression is not None and regression.baseline != "latest":
+        regression = regression.model_copy(update={"baseline": str(absolute(Path(regression.baseline)))})
+    return recipe.model_copy(update={"data": data, "model": model, "regression": regression})
+
+
+def _check_files(recipe: Recipe, text: str) -> list[str]:
+    problems = []
+    for key in ("train", "dev", "test"):
+        p = getattr(recipe.data, key)
+        if not p.is_file():
+            problems.append(f"{where(('data', key), text)}: file not found: {p}")
+    if recipe.model.path is not None:
+        p = recipe.model.path
+        at = where(("model", "path"), text)
+        if not (p / "config.json").is_file():
+            problems.append(f"{at}: not a Hugging Face checkpoint folder (no config.json): {p}")
+        elif not any(p.glob("*.safetensors")):
+            problems.append(
+                f"{at}: no *.safetensors weights in {p} "
+                "(pickled .bin checkpoints are not loaded: convert them to safetensors)"
+            )
+        else:
+            problems += [f"{at}: {bad}" for bad in _unreadable_safetensors(p)]
+    regression = recipe.regression
+    if regression is not None and regression.baseline != "latest":
+        p = Path(regression.baseline)
+        if not (p.is_file() or (p / "manifest.json").is_file()):
+            problems.append(
+                f"{where(('regression', 'baseline'), text)}: no bundle manifest at {p} "
+                '(give a bundle folder, its manifest.json, or "latest")'
+            )
+    return problems
+
+
+def _model_shape(spec: ModelSpec) -> tuple[int, int]:
+    """(layers, heads per layer) of the starting model, read from its config without loading it."""
+    if spec.tiny is not None:
+        return spec.tiny.num_hidden_layers, spec.tiny.num_attention_heads
+    folder = spec.path if spec.path is not None else packaged_model_dir(str(spec.packaged))
+    config = json.loads((folder / "config.json").read_text())
+    return config["num_hidden_layers"], config["num_attention_heads"]
+
+
+def _check_prune(model: ModelSpec, spec: PruneSpec, text: str) -> list[str]:
+    """Refuse plans that would empty a layer of heads, before any work is done."""
+    n_layers, n_heads = _model_shape(model)
+    at = where(("prune", "heads_fraction"), text)
+    if spec.min_heads_per_layer > n_heads:
+        at = where(("prune", "min_heads_per_layer"), text)
+        return [f"{at}: the model has only {n_heads} heads per layer"]
+    n_remove = round(spec.heads_fraction * n_layers * n_heads)
+    if spec.per_layer:
+        per_layer = -(-n_remove // n_layers)  # the most any one layer gives up
+        if n_heads - per_layer < spec.min_heads_per_layer:
+            return [
+                f"{at}: removing {per_layer} of {n_heads} heads in a layer leaves fewer than "
+                f"min_heads_per_layer = {spec.min_heads_per_layer}"
+            ]
+    elif n_remove > n_layers * (n_heads - spec.min_heads_per_layer):
+        return [
+            f"{at}: removing {n_remove} of {n_layers * n_heads} heads cannot keep "
+            f"min_heads_per_layer = {spec.min_heads_per_layer} in every layer"
+        ]
+    if spec.heads_fraction and n_remove == 0:
+        return [f"{at}: {spec.heads_fraction} of {n_layers * n_heads} heads rounds to none: nothing removed"]
+    return []
+
+
+def _unreadable_safetensors(folder: Path) -> list[str]:
+    """Weight files whose header cannot be read or whose tensors run past the end of the file."""
+    from safetensors import SafetensorError, safe_open
+
+    bad = []
+    for f in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(f, framework="numpy") as handle:
+                handle.keys()
+        except (SafetensorError, OSError) as exc:
+            bad.append(f"corrupt weights file {f}: {exc}")
+    return bad
+
+
+def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
+    """Every target has a stage in the recipe that makes it, with the stages that one needs.
+    torch/fp32 targets are always servable: without a stage that retrains, the starting model is it."""
+    enabled = {stage.name for stage in enabled_stages(recipe)}
+    problems = []
+    for i, target in enumerate(recipe.targets):
+        at = where(("targets", i, "runtime"), text)
+        pair = f"{target.runtime}/{target.precision}"
+        candidates = makers(target.runtime, target.precision)
+        if not candidates:
+            problems.append(
+                f"{at}: target '{target.name}' asks for {pair}, which no stage of this version produces "
+                f"(available: {', '.join(servable())})"
+            )
+            continue
+        chosen = next((s for s in candidates if s.name in enabled), None)
+        if chosen is None and pair != "torch/fp32":
+            chosen = candidates[0]
+            missing = [BY_NAME[n] for n in chosen.needs if n not in enabled] + [chosen]
+        else:
+            missing = [BY_NAME[n] for n in (chosen.needs if chosen else ()) if n not in enabled]
+        if missing:
+            stage = missing[0]
+            article = "an" if stage.name[0] in "aeiou" else "a"
+            problems.append(
+                f"{at}: target '{target.name}' needs {stage.purpose}: add {article} [{stage.name}] table"
+            )
+        if target.isa is not None and pair != "onnxruntime/int8":
+            problems.append(
+                f"{where(('targets', i, 'isa'), text)}: target '{target.name}': isa applies only to "
+                "onnxruntime/int8 targets"
+            )
+    return problems
+
+
+def _describe(error: Mapping[str, Any], text: str) -> str:
+    loc = tuple(error["loc"])
+    # pydantic appends the validator's input type to union locations; keep the user's key path
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "union"))))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"{where(loc, text)}: unknown key"
+    if kind == "missing":
+        return f"{where(loc, text)}: required key is missing"
+    msg = error["msg"]
+    if kind == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif error.get("input") is not None and kind.endswith(("_type", "_parsing")):
+        msg = f"{msg} (got {json.dumps(error['input'], default=str)[:60]})"
+    return f"{where(loc, text)}: {msg}"
