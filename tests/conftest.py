@@ -10,6 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from compress.core.artifact import Artifact
+from compress.core.hashing import tree_sha256
+from compress.data.splits import Splits, load_splits
+from compress.models.loading import build_source_model
+from compress.recipe.schema import ModelSpec, Recipe, TinyBert
+
 REPO = Path(__file__).resolve().parents[1]
 FUZZ_CASES: dict[str, int] = {}  # kind of malformed input -> cases tried (tests/test_fuzz.py)
 
@@ -106,3 +112,54 @@ def run_variant(recipes, out, name: str, **replace: str):
 
 def stage_of(manifest: dict, name: str) -> dict:
     return next(s for s in manifest["stages"] if s["name"] == name)
+
+
+# A tiny random BERT (2 layers, 2 heads, hidden 32), a few hundred SST-2 rows: what stage and library
+# tests run real models on, built once per session.
+RECIPE = {
+    "model": {
+        "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}
+    },
+    "data": {
+        "train": str(DATA / "train.tsv"),
+        "dev": str(DATA / "dev.tsv"),
+        "test": str(DATA / "test.tsv"),
+        "max_length": 32,
+        "train_rows": 256,
+        "dev_rows": 96,
+        "test_rows": 96,
+    },
+    "targets": [{"name": "t", "runtime": "torch", "precision": "fp32", "max_accuracy_drop": 100.0}],
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe() -> Recipe:
+    return Recipe.model_validate(RECIPE)
+
+
+@pytest.fixture(scope="session")
+def tiny_splits(tiny_recipe) -> Splits:
+    return load_splits(tiny_recipe.data)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Artifact:
+    folder = tmp_path_factory.mktemp("source") / "checkpoint"
+    spec = ModelSpec(
+        tiny=TinyBert(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, dropout=0.0
+        )
+    )
+    build_source_model(spec, 2, folder)
+    return Artifact("checkpoint", "torch", "fp32", folder, tree_sha256(folder))
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Artifact:
+    """The tiny checkpoint exported to ONNX (FP32)."""
+    from compress.models.onnx_export import export_onnx
+
+    folder = tmp_path_factory.mktemp("onnx") / "onnx"
+    export_onnx(tiny_checkpoint.path, folder, 18)
+    return Artifact("onnx", "onnxruntime", "fp32", folder, tree_sha256(folder))

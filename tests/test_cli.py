@@ -318,9 +318,12 @@ def test_reproduce_reruns_a_bundle_and_refuses_changed_data(first_run, out, tmp_
     made = run_cli("run", str(recipe), "--out", str(tmp_path / "a"))
     assert made.returncode == 0, made.stderr
     bundle = (tmp_path / "a" / "smoke" / "latest").resolve()
-    again = run_cli("run", "--reproduce", str(bundle), "--out", str(tmp_path / "b"))
+    # into the same output folder: the cache there is warm, and still every stage is rebuilt
+    again = run_cli("run", "--reproduce", str(bundle), "--out", str(tmp_path / "a"))
     assert again.returncode == 0, again.stderr
-    manifest = load_manifest(tmp_path / "b" / "smoke" / "latest")
+    assert "reused from cache" not in again.stderr
+    manifest = load_manifest(tmp_path / "a" / "smoke" / "latest")
+    assert manifest["run_id"] != bundle.name
     assert not any(s["cached"] for s in manifest["stages"])  # rebuilt, not reused
     assert [r["status"] for r in manifest["regression"]["targets"]] == ["unchanged"] * 3
     assert manifest["regression"]["changed"] == []

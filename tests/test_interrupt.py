@@ -91,6 +91,17 @@ def test_sigkill_anywhere_then_rerun_gives_the_clean_results(clean, tmp_path):
         assert leftovers == [], (point, leftovers)
 
 
+def test_sigint_stops_with_130_and_discards_the_unfinished_stage(clean, tmp_path):
+    recipe, _ = clean
+    out = tmp_path / "out"
+    proc = _start(recipe, out)
+    assert _stop_when(proc, _tmp_in(out / ".cache" / "finetune"), sig=signal.SIGINT, delay=1.0)
+    assert proc.returncode == 130
+    stderr = proc.stderr.read()
+    assert "error: interrupted; the unfinished stage was discarded" in stderr and "Traceback" not in stderr
+    assert list(out.rglob(".tmp-*")) == [] and not (out / recipe.stem).exists()
+
+
 def test_sigterm_stops_cleanly_and_says_how_to_resume(clean, tmp_path):
     recipe, expected = clean
     out = tmp_path / "out"

@@ -61,15 +61,24 @@ def python_version() -> str:
 
 
 def versions() -> dict[str, str]:
-    """Versions of everything whose change can change a stage's output (part of cache keys)."""
+    """Versions of everything whose change can change a stage's output (part of cache keys).
+    TensorRT is listed where it is installed (read from its package metadata, not imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     import onnx
     import onnxruntime
     import torch
     import transformers
 
-    return {
+    found = {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "onnx": onnx.__version__,
         "onnxruntime": onnxruntime.__version__,
     }
+    for package in ("tensorrt",):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found

@@ -27,17 +27,26 @@ def load_tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
 
 
-def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
+def build_source_model(
+    spec: ModelSpec, num_labels: int, out: Path, label_names: list[str] | None = None
+) -> None:
     """Write the starting checkpoint (weights + config + tokenizer) into `out`.
 
     A packaged or local model gets a fresh classification head of `num_labels`; a tiny model is
     built from a BertConfig with random weights and borrows the packaged MiniLM tokenizer. Both are
-    seeded by `model.seed`, so a fresh cache rebuilds the same starting point.
+    seeded by `model.seed`, so a fresh cache rebuilds the same starting point. With `label_names`
+    the config's id2label/label2id name the classes, and every artifact made from it carries them.
     """
     import torch
     from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
 
     torch.manual_seed(spec.seed)  # the new head's init decides a point of accuracy on SST-2: seed it
+    names: dict = {}
+    if label_names is not None:
+        names = {
+            "id2label": dict(enumerate(label_names)),
+            "label2id": {n: i for i, n in enumerate(label_names)},
+        }
     if spec.tiny is not None:
         tok_dir = packaged_model_dir("all-MiniLM-L6-v2")
         tokenizer = load_tokenizer(tok_dir)
@@ -51,6 +60,7 @@ def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
             attention_probs_dropout_prob=spec.tiny.dropout,
             max_position_embeddings=512,
             num_labels=num_labels,
+            **names,
         )
         model = BertForSequenceClassification(config)
     else:
@@ -60,6 +70,7 @@ def build_source_model(spec: ModelSpec, num_labels: int, out: Path) -> None:
             model = AutoModelForSequenceClassification.from_pretrained(
                 src,
                 num_labels=num_labels,
+                **names,
                 ignore_mismatched_sizes=True,  # a new head when the label count differs
                 use_safetensors=True,
                 trust_remote_code=False,

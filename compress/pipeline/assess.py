@@ -25,9 +25,12 @@ from compress.runtimes import RUNTIMES
 def source_checkpoint(inputs: RunInputs) -> Artifact:
     """The starting model as a cached checkpoint folder, so every later key hashes real content."""
     spec = inputs.loaded.recipe.model
+    label_names = inputs.loaded.recipe.data.label_names
     identity = spec.model_dump(mode="json")
     if spec.path is not None:
         identity["content"] = tree_sha256(spec.path)
+    if label_names is not None:  # they go into config.json
+        identity["label_names"] = label_names
     key = cache.json_key(
         {"model": identity, "num_labels": inputs.n_labels, "versions": inputs.environment.versions}
     )
@@ -36,7 +39,7 @@ def source_checkpoint(inputs: RunInputs) -> Artifact:
         inputs.reporter.info("[bold]▶[/] source model")
 
         def work(tmp: Path) -> dict:
-            build_source_model(spec, inputs.n_labels, tmp / "checkpoint")
+            build_source_model(spec, inputs.n_labels, tmp / "checkpoint", label_names)
             return {"sha256": tree_sha256(tmp / "checkpoint")}
 
         hit = cache.build(inputs.cache_root, "source", key, work)

@@ -336,6 +336,11 @@ def _metrics(
             "met": outcome.met,
             "trials": [t.to_dict() for t in outcome.trials],
         },
+        # every candidate quantized alone, most harmful first (only when the fallback had to rank)
+        "sensitivity": [
+            {"layer": name, "op": layers[name], "logit_mse_alone": score, "lookup": layers[name] in LOOKUPS}
+            for name, score in sensitivity
+        ],
         "fp32_layers": [
             {
                 "layer": name,

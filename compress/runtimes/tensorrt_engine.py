@@ -47,6 +47,17 @@ def device() -> dict:
     }
 
 
+def build_target() -> dict:
+    """What decides what the engine stage makes on this machine, for its cache key: the TensorRT
+    version, GPU and compute capability an engine is built for, or why none can be (then the stage
+    makes the CPU proxy). A proxy cached here is never reused where an engine can be built, nor an
+    engine built for one GPU on another."""
+    reason = unavailable()
+    if reason is not None:
+        return {"engine": False, "reason": reason}
+    return {"engine": True, **device()}
+
+
 def trtexec_command(onnx_name: str, engine_name: str, profile: dict, inputs: list[str]) -> str:
     """The equivalent trtexec line, for building the engine by hand on the device."""
 

@@ -51,8 +51,10 @@ def profile_of(targets: Sequence[Target]) -> dict[str, str]:
 
 
 def reads(recipe: Recipe) -> dict:
-    """Part of the cache key: which precisions and shape ranges the TensorRT targets ask for."""
-    return {p: [profile_of(ts), [t.name for t in ts]] for p, ts in sorted(_targets(recipe).items())}
+    """Part of the cache key: which precisions and shape ranges the TensorRT targets ask for, and
+    what an engine would be built for here (TensorRT version, GPU, compute capability; or none)."""
+    targets = {p: [profile_of(ts), [t.name for t in ts]] for p, ts in sorted(_targets(recipe).items())}
+    return {"targets": targets, "build_target": tensorrt.build_target()}
 
 
 def qdq_summary(path: Path) -> dict:

@@ -72,9 +72,32 @@ def test_encoder_macs_halve_with_half_heads_and_ffn():
     assert pruning.encoder_macs(model, 4, 128) == 4 * (full // 2)
 
 
-def test_fraction_for_macs_reaches_target():
+def macs_reduction_after(fraction: float, layers=6, heads=12, hidden=384, ffn=1536) -> float:
+    """Cut `fraction` of the heads (as the stage counts them) and of the FFN neurons from a real model of
+    that shape and measure the encoder-MAC reduction from its layers."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(
+        vocab_size=50,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=ffn,
+    )
+    model = BertForSequenceClassification(config)
+    full = pruning.encoder_macs(model, 1, 128)
+    n_remove = round(fraction * layers * heads)
+    chosen = pruning.select_heads(torch.zeros(layers, heads), n_remove, 1, per_layer=False)
+    pruning.prune_ffn(model, [list(range(ffn - round(fraction * ffn)))] * layers)
+    model.prune_heads(chosen)
+    return 1 - pruning.encoder_macs(model, 1, 128) / full
+
+
+def test_fraction_for_macs_is_the_smallest_that_reaches_the_target():
+    """MiniLM-L6's shape, 45% of encoder MACs: the fraction reaches it, one head less does not."""
     f = pruning.fraction_for_macs(6, 12, 384, 1536, 0.45, 128)
-    assert 0.4 < f <= 0.5
+    assert macs_reduction_after(f) >= 0.45
+    assert macs_reduction_after(f - 1 / 72) < 0.45
     with pytest.raises(ValueError):
         pruning.fraction_for_macs(1, 2, 32, 64, 0.99, 128)
 

@@ -87,3 +87,53 @@ def test_an_onnx_file_that_does_not_run_is_named(tmp_path):
     bundle = make_bundle(tmp_path / "b", {"targets/t/model.onnx": b"not a graph"})
     named, message = problem(bundle)
     assert named == "targets/t/model.onnx" and "does not load and run" in message
+
+
+def logits_graph(path, *, nan: bool = False, one_row: bool = False):
+    """input_ids -> `logits`: [batch, 2] sums of the ids, NaN if asked, or a single row."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"])
+    logits = helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)
+    scale = numpy_helper.from_array(np.array(np.nan if nan else 1.0, dtype=np.float32), "scale")
+    nodes = [
+        helper.make_node("Cast", ["input_ids"], ["x"], to=TensorProto.FLOAT),
+        helper.make_node("ReduceSum", ["x"], ["s"], keepdims=1, noop_with_empty_axes=0)
+        if one_row
+        else helper.make_node("ReduceSum", ["x", "axis"], ["s"], keepdims=1),
+        helper.make_node("Concat", ["s", "s"], ["pair"], axis=1),
+        helper.make_node("Mul", ["pair", "scale"], ["logits"]),
+    ]
+    inits = [scale, numpy_helper.from_array(np.array([1], dtype=np.int64), "axis")]
+    graph = helper.make_graph(nodes, "g", [ids], [logits], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), path)
+
+
+@pytest.mark.parametrize(
+    "kind,needle",
+    [("nan", "non-finite"), ("one_row", "answered logits of shape (1, 2)")],
+    ids=["NaN", "wrong shape"],
+)
+def test_a_model_that_runs_but_answers_wrongly_is_named(tmp_path, tiny_checkpoint, kind, needle):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in tiny_checkpoint.path.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "vocab")):
+            (folder / f.name).write_bytes(f.read_bytes())
+    logits_graph(folder / "model.onnx", nan=kind == "nan", one_row=kind == "one_row")
+    files = {f"targets/t/{p.name}": p.read_bytes() for p in folder.iterdir()}
+    named, message = problem(make_bundle(tmp_path / "b", files))
+    assert named == "targets/t/model.onnx" and needle in message
+
+
+def test_the_same_graph_answering_right_passes(tmp_path, tiny_checkpoint):
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in tiny_checkpoint.path.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "vocab")):
+            (folder / f.name).write_bytes(f.read_bytes())
+    logits_graph(folder / "model.onnx")
+    files = {f"targets/t/{p.name}": p.read_bytes() for p in folder.iterdir()}
+    assert verify_bundle(make_bundle(tmp_path / "b", files))["models_run"] == ["targets/t/model.onnx"]

@@ -6,7 +6,8 @@ from types import SimpleNamespace as T
 from compress.quantization import isa as isa_module
 from compress.recipe.schema import ExportSpec, QuantizeSpec, Recipe
 from compress.stages import export, quantize
-from tests.stages.conftest import RECIPE, made
+from tests.conftest import RECIPE
+from tests.stages.conftest import made
 
 
 def test_one_build_per_isa_named_by_int8_targets(monkeypatch):

@@ -1,0 +1,104 @@
+"""The INT8 build on a real (tiny) graph: the fallback's candidates are the nodes the quantizer
+sees after fusion, its exclusions really stay FP32, the sensitivity ranking really ranks, and the
+search keeps the most harmful layers in FP32 first."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from compress.core.progress import Reporter
+from compress.quantization import build as build_module
+from compress.quantization.build import build, preparing
+from compress.quantization.onnxrt import quantizable_layers, quantize, scheme_for
+from compress.recipe.schema import QuantizeSpec
+from compress.runtimes import onnxruntime_predictor
+
+SCHEME = scheme_for("avx512_vnni", mode="dynamic", per_channel=False, op_types=None)
+
+
+@pytest.fixture
+def prepared(tiny_onnx, tiny_splits, tmp_path):
+    with preparing(
+        tiny_onnx.path,
+        fuse_graph=True,
+        static=False,
+        calibration_rows=64,
+        dev=tiny_splits.dev,
+        max_length=32,
+        work=tmp_path / "work",
+        progress=Reporter(quiet=True),
+    ) as prepared:
+        yield prepared
+
+
+def node_names(path) -> dict[str, str]:
+    return {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+def test_candidates_are_nodes_of_the_graph_the_quantizer_reads(prepared):
+    layers = quantizable_layers(prepared.graph, SCHEME)
+    fused = node_names(prepared.graph)
+    assert layers and all(fused.get(name) == op for name, op in layers.items())
+    assert {"Attention", "MatMul"} <= set(layers.values())  # fused attention is a candidate
+
+
+def test_excluded_layers_stay_fp32_and_the_rest_are_quantized(prepared, tmp_path):
+    layers = quantizable_layers(prepared.graph, SCHEME)
+    excluded = tuple(name for name in layers if name.startswith("Attention") or "output/dense" in name)[:3]
+    quantize(prepared.graph, tmp_path / "q.onnx", SCHEME, fp32_layers=excluded)
+    nodes = node_names(tmp_path / "q.onnx")
+    for name in layers:
+        if name in excluded:
+            assert nodes.get(name) == layers[name], f"{name} should have stayed FP32"
+            assert f"{name}_quant" not in nodes
+        else:
+            assert name not in nodes or layers[name] == "EmbedLayerNormalization"
+            assert f"{name}_quant" in nodes or layers[name] == "EmbedLayerNormalization"
+
+
+def test_sensitivity_ranks_layers_by_their_measured_harm(prepared, tmp_path):
+    layers = quantizable_layers(prepared.graph, SCHEME)
+
+    def alone(only):
+        folder = tmp_path / "alone"
+        folder.mkdir(exist_ok=True)
+        quantize(prepared.graph, folder / "model.onnx", SCHEME, only=only)
+        predict = onnxruntime_predictor(folder)
+        return np.concatenate([predict(b) for b in prepared.sample])
+
+    ranked = build_module._sensitivity(Reporter(quiet=True), layers, alone, prepared.fp32_sample)
+    assert [name for name, _ in ranked] != list(layers) or len(set(s for _, s in ranked)) == 1
+    scores = [score for _, score in ranked]
+    assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+    worst = max(layers, key=lambda name: float(np.mean((alone((name,)) - prepared.fp32_sample) ** 2)))
+    assert ranked[0][0] == worst
+
+
+def test_a_search_that_needs_the_fallback_keeps_the_most_harmful_layers_fp32(prepared, tiny_splits, tmp_path):
+    spec = QuantizeSpec(
+        max_accuracy_drop=-100.0, max_trials=3, min_label_agreement=0.0, check_shapes=["1x16"]
+    )
+    metrics, failures = build(
+        prepared,
+        SCHEME,
+        spec,
+        table="quantize",
+        dev=tiny_splits.dev,
+        test=tiny_splits.test,
+        out=tmp_path / "out",
+        progress=Reporter(quiet=True),
+    )
+    trials = metrics["fallback"]["trials"]
+    assert [len(t["fp32_layers"]) for t in trials] == [0, 1, 2] and failures
+    ranking = metrics["sensitivity"]
+    fused = node_names(prepared.graph)  # exclusions must name nodes of the graph that is quantized
+    assert all(fused.get(r["layer"]) == r["op"] for r in ranking)
+    harms = [r["logit_mse_alone"] for r in ranking]
+    assert len(ranking) == metrics["quantizable_layers"] and harms == sorted(harms, reverse=True)
+    # lookups cost no time in FP32, so they go back first; then the most harmful layers
+    expected = [r["layer"] for r in ranking if r["lookup"]] + [r["layer"] for r in ranking if not r["lookup"]]
+    assert trials[1]["fp32_layers"] == expected[:1] and trials[2]["fp32_layers"] == expected[:2]
+    written = json.loads((tmp_path / "out" / "quantization.json").read_text())
+    assert written["fallback"]["trials"] == trials
