@@ -38,6 +38,26 @@ def link_data(folder: Path) -> None:
         (folder / "data").symlink_to(DATA.parent, target_is_directory=True)
 
 
+# the smoke recipe cut down to seconds, for promises about what runs, not about what it scores
+FAST = {
+    "train_rows = 2000": "train_rows = 300",
+    "epochs = 3": "epochs = 1",
+    "[evaluation]\n": "[evaluation.release_matrix]\nenabled = false\n\n[evaluation]\n",
+    'mode = "dynamic"': 'mode = "dynamic"\ncheck_shapes = ["1x16", "8x64"]',
+}
+
+
+def fast_recipe(folder, name="fast", extra: dict | None = None):
+    """The cut-down smoke recipe in `folder` (which holds, or links to, data/sst2)."""
+    text = (REPO / "recipes" / "smoke.toml").read_text()
+    for old, new in {**FAST, **(extra or {})}.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    path = folder / f"{name}.toml"
+    path.write_text(text)
+    return path
+
+
 def smoke_text(**replace: str) -> str:
     """The smoke recipe (data paths relative: see `link_data`) with `old=new` substitutions applied."""
     text = SMOKE.read_text()

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import REPO, load_manifest, run_cli, run_variant, stage_of
+from tests.conftest import REPO, fast_recipe, load_manifest, run_cli, run_variant, stage_of
 
 
 def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
@@ -313,16 +313,15 @@ def test_reproduce_reruns_a_bundle_and_refuses_changed_data(first_run, out, tmp_
 
     recipe_dir = tmp_path / "recipes"
     shutil.copytree(REPO / "recipes" / "data", recipe_dir / "data")
-    recipe = recipe_dir / "smoke.toml"
-    shutil.copy(REPO / "recipes" / "smoke.toml", recipe)
+    recipe = fast_recipe(recipe_dir)
     made = run_cli("run", str(recipe), "--out", str(tmp_path / "a"))
     assert made.returncode == 0, made.stderr
-    bundle = (tmp_path / "a" / "smoke" / "latest").resolve()
+    bundle = (tmp_path / "a" / "fast" / "latest").resolve()
     # into the same output folder: the cache there is warm, and still every stage is rebuilt
     again = run_cli("run", "--reproduce", str(bundle), "--out", str(tmp_path / "a"))
     assert again.returncode == 0, again.stderr
     assert "reused from cache" not in again.stderr
-    manifest = load_manifest(tmp_path / "a" / "smoke" / "latest")
+    manifest = load_manifest(tmp_path / "a" / "fast" / "latest")
     assert manifest["run_id"] != bundle.name
     assert not any(s["cached"] for s in manifest["stages"])  # rebuilt, not reused
     assert [r["status"] for r in manifest["regression"]["targets"]] == ["unchanged"] * 3
@@ -332,4 +331,4 @@ def test_reproduce_reruns_a_bundle_and_refuses_changed_data(first_run, out, tmp_
     # run where no other copy of the data lies (from the repository, its own data would match)
     refused = run_cli("run", "--reproduce", str(bundle), "--out", str(tmp_path / "c"), cwd=tmp_path)
     assert refused.returncode == 2 and "data file 'test'" in refused.stderr and "changed" in refused.stderr
-    assert "Traceback" not in refused.stderr and not (tmp_path / "c" / "smoke").exists()
+    assert "Traceback" not in refused.stderr and not (tmp_path / "c" / "fast").exists()

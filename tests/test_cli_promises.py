@@ -11,27 +11,9 @@ from pathlib import Path
 import pytest
 
 from compress.runtimes import tensorrt_engine
-from tests.conftest import DATA, REPO, link_data, load_manifest, run_cli, run_variant
+from tests.conftest import DATA, REPO, fast_recipe, link_data, load_manifest, run_cli, run_variant
 
 SMOKE_STAGES = ["finetune", "prune", "export", "quantize"]
-# the smoke recipe cut down to seconds, for promises about what runs, not about what it scores
-FAST = {
-    "train_rows = 2000": "train_rows = 300",
-    "epochs = 3": "epochs = 1",
-    "[evaluation]\n": "[evaluation.release_matrix]\nenabled = false\n\n[evaluation]\n",
-    'mode = "dynamic"': 'mode = "dynamic"\ncheck_shapes = ["1x16", "8x64"]',
-}
-
-
-def fast_recipe(folder, name="fast", extra: dict | None = None):
-    """The cut-down smoke recipe in `folder` (which holds, or links to, data/sst2)."""
-    text = (REPO / "recipes" / "smoke.toml").read_text()
-    for old, new in {**FAST, **(extra or {})}.items():
-        assert old in text, old
-        text = text.replace(old, new)
-    path = folder / f"{name}.toml"
-    path.write_text(text)
-    return path
 
 
 def rebuilt(stderr: str) -> list[str]:

@@ -74,11 +74,23 @@ KILL_POINTS = {
 }
 
 
-def test_sigkill_anywhere_then_rerun_gives_the_clean_results(clean, tmp_path):
+# `make test` kills mid-stage and mid-bundle; `make test-slow` at every stage boundary too
+QUICK = ("mid-stage (finetune, 1 s in)", "after the last stage, mid-bundle")
+
+
+@pytest.mark.parametrize(
+    "points",
+    [
+        pytest.param(QUICK, id="quick"),
+        pytest.param(tuple(KILL_POINTS), id="every-point", marks=pytest.mark.slow),
+    ],
+)
+def test_sigkill_anywhere_then_rerun_gives_the_clean_results(clean, tmp_path, points):
     recipe, expected = clean
     out = tmp_path / "out"
     bundles = out / recipe.stem
-    for point, (stage, delay) in KILL_POINTS.items():
+    for point in points:
+        stage, delay = KILL_POINTS[point]
         watched = out / ".cache" / stage if stage else bundles
         killed = _stop_when(_start(recipe, out, "--no-cache"), _tmp_in(watched), delay=delay)
         assert killed, f"the run finished before {point}"

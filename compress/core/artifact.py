@@ -17,6 +17,7 @@ class Artifact:
     sha256: str = ""
     serves: tuple[str, ...] = ()  # see NewArtifact
     proxy: str | None = None  # see NewArtifact
+    key: str = ""  # the cache key of the entry that made it: later stages' keys chain on it
 
 
 @dataclass(frozen=True)

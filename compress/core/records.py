@@ -180,6 +180,7 @@ class StageRecord(Record):
     cached: bool | None = None
     seconds: float | None = None
     run_seconds: float | None = None
+    cache_key: str | None = None  # `compress cache explain RECIPE STAGE` shows what it hashes
     metrics: dict[str, Any] = Field(default_factory=dict)
     artifacts: tuple[ArtifactRecord, ...] = ()
     evaluations: tuple[Evaluation, ...] = ()

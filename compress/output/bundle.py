@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,25 +34,33 @@ def manifest_text(manifest: dict) -> str:
     return json.dumps(sealed, indent=2, default=str) + "\n"
 
 
-def _link_or_copy_tree(src: Path, dst: Path) -> None:
-    """Hard links where the filesystem allows (cache files are never modified in place)."""
-
-    def link(s: str, d: str) -> None:
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
-
-    shutil.copytree(src, dst, copy_function=link)
+FICLONE = 0x40049409  # Linux ioctl: share the source's blocks copy-on-write (btrfs, XFS, bcachefs)
 
 
-def _run_id(parent: Path) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    run_id, n = stamp, 1
-    while (parent / run_id).exists():
-        n += 1
-        run_id = f"{stamp}-{n}"
-    return run_id
+def _copy_file(src: str, dst: str) -> None:
+    """A copy that shares no inode with `src`: a reflink where the filesystem has them (instant, no
+    space until either side changes), else a plain copy."""
+    try:
+        import fcntl
+
+        with open(src, "rb") as s, open(dst, "wb") as d:
+            fcntl.ioctl(d.fileno(), FICLONE, s.fileno())
+        shutil.copystat(src, dst)
+        return
+    except (ImportError, OSError):
+        pass
+    shutil.copy2(src, dst)
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """A target's model folder, copied: editing a bundle never changes the cache or another bundle."""
+    shutil.copytree(src, dst, copy_function=_copy_file)
+
+
+def new_run_id() -> str:
+    """The time to the second, plus 24 random bits: two runs started in the same second into the
+    same folder never share an id (which also names the bundle folder)."""
+    return f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
 def write(
@@ -61,15 +70,16 @@ def write(
     *,
     target_folders: dict[str, Path],
     points: list[ArtifactPoint] | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """Write the bundle of `manifest` (its run id, creation time and file list are filled in here):
     each target's model folder from `target_folders`, the recipe copy, pareto.png (from `points`,
     every evaluated model), report.md, junit.xml and manifest.json. Returns the bundle folder."""
     parent = out_root / loaded.name
-    parent.mkdir(parents=True, exist_ok=True)
-    run_id = _run_id(parent)
+    run_id = run_id or new_run_id()
     tmp = parent / f".tmp-{run_id}-{os.getpid()}"
     try:
+        parent.mkdir(parents=True, exist_ok=True)
         _write_into(tmp, loaded, manifest, run_id, target_folders, points or [])
         final = parent / run_id
         os.rename(tmp, final)
@@ -107,7 +117,7 @@ def _write_into(
     for target in manifest.targets:
         if target.name in target_folders:
             rel = f"targets/{target.name}"
-            _link_or_copy_tree(target_folders[target.name], tmp / rel)
+            _copy_tree(target_folders[target.name], tmp / rel)
             target = target.model_copy(update={"artifact": rel})
         targets.append(target)
     manifest = manifest.model_copy(

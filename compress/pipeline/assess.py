@@ -10,6 +10,7 @@ import numpy as np
 
 from compress.core import cache
 from compress.core.artifact import Artifact
+from compress.core.code import code_hash
 from compress.core.hashing import tree_sha256
 from compress.core.records import Evaluation, ReleaseMatrix, ShapeResult
 from compress.evaluation.evaluate import evaluate_artifact
@@ -22,8 +23,9 @@ from compress.recipe.schema import Shape
 from compress.runtimes import RUNTIMES
 
 
-def source_checkpoint(inputs: RunInputs) -> Artifact:
-    """The starting model as a cached checkpoint folder, so every later key hashes real content."""
+def source_key(inputs: RunInputs) -> str:
+    """The starting checkpoint's cache key: the [model] table (a local checkpoint by content), the
+    labels, the toolchain and the loader's code."""
     spec = inputs.loaded.recipe.model
     label_names = inputs.loaded.recipe.data.label_names
     identity = spec.model_dump(mode="json")
@@ -31,20 +33,29 @@ def source_checkpoint(inputs: RunInputs) -> Artifact:
         identity["content"] = tree_sha256(spec.path)
     if label_names is not None:  # they go into config.json
         identity["label_names"] = label_names
-    key = cache.json_key(
-        {"model": identity, "num_labels": inputs.n_labels, "versions": inputs.environment.versions}
+    return cache.json_key(
+        {
+            "model": identity,
+            "num_labels": inputs.n_labels,
+            "versions": inputs.environment.versions,
+            "code": code_hash("compress.models.loading"),
+        }
     )
-    hit = cache.lookup(inputs.cache_root, "source", key)
-    if hit is None:
+
+
+def source_checkpoint(inputs: RunInputs) -> Artifact:
+    """The starting model as a cached checkpoint folder, so every later key hashes real content."""
+    spec = inputs.loaded.recipe.model
+    label_names = inputs.loaded.recipe.data.label_names
+    key = source_key(inputs)
+
+    def work(tmp: Path) -> dict:
         inputs.reporter.info("[bold]▶[/] source model")
+        build_source_model(spec, inputs.n_labels, tmp / "checkpoint", label_names)
+        return {"sha256": tree_sha256(tmp / "checkpoint")}
 
-        def work(tmp: Path) -> dict:
-            build_source_model(spec, inputs.n_labels, tmp / "checkpoint", label_names)
-            return {"sha256": tree_sha256(tmp / "checkpoint")}
-
-        hit = cache.build(inputs.cache_root, "source", key, work)
-    folder, record = hit
-    return Artifact("checkpoint", "torch", "fp32", folder / "checkpoint", record["sha256"])
+    (folder, record), _ = inputs.cache.get("source", key, work)
+    return Artifact("checkpoint", "torch", "fp32", folder / "checkpoint", record["sha256"], key=key)
 
 
 def assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> Measured:
@@ -71,26 +82,25 @@ def _release_matrix(artifact: Artifact, reference: Artifact, inputs: RunInputs) 
             "data": inputs.data.to_json(),
             "spec": spec.model_dump(mode="json"),
             "env": inputs.environment_key(),
+            "code": code_hash("compress.evaluation.shapes"),
         }
     )
-    hit = cache.lookup(inputs.cache_root, "release", key)
-    if hit is None:
 
-        def work(_tmp: Path) -> dict:
-            label = f"release matrix {artifact.runtime}/{artifact.precision}"
-            with inputs.reporter.bar(label, len(spec.shapes()) * 2) as advance:
-                shapes = release_matrix(
-                    RUNTIMES[reference.runtime](reference.path),
-                    RUNTIMES[artifact.runtime](artifact.path),
-                    load_tokenizer(artifact.path),
-                    inputs.splits.test.texts,
-                    spec,
-                    advance,
-                )
-            return {"reference": reference.sha256, "shapes": {k: r.to_json() for k, r in shapes.items()}}
+    def work(_tmp: Path) -> dict:
+        label = f"release matrix {artifact.runtime}/{artifact.precision}"
+        with inputs.reporter.bar(label, len(spec.shapes()) * 2) as advance:
+            shapes = release_matrix(
+                RUNTIMES[reference.runtime](reference.path),
+                RUNTIMES[artifact.runtime](artifact.path),
+                load_tokenizer(artifact.path),
+                inputs.splits.test.texts,
+                spec,
+                advance,
+            )
+        return {"reference": reference.sha256, "shapes": {k: r.to_json() for k, r in shapes.items()}}
 
-        hit = cache.build(inputs.cache_root, "release", key, work)
-    shapes = {k: ShapeResult.from_json(r) for k, r in hit[1]["shapes"].items()}
+    (_, record), _ = inputs.cache.get("release", key, work)
+    shapes = {k: ShapeResult.from_json(r) for k, r in record["shapes"].items()}
     problems = matrix_problems(shapes, spec.min_label_agreement)
     worst = min((r.label_agreement or 0.0) for r in shapes.values())
     inputs.reporter.info(
@@ -98,7 +108,7 @@ def _release_matrix(artifact: Artifact, reference: Artifact, inputs: RunInputs) 
         + (f"[red]{len(problems)} failing[/]" if problems else "all pass")
         + f", lowest label agreement {worst:.2%}"
     )
-    return ReleaseMatrix(reference=hit[1]["reference"], shapes=shapes, problems=tuple(problems))
+    return ReleaseMatrix(reference=record["reference"], shapes=shapes, problems=tuple(problems))
 
 
 def _latency_shapes(inputs: RunInputs) -> list[Shape]:
@@ -109,7 +119,7 @@ def _latency_shapes(inputs: RunInputs) -> list[Shape]:
 
 def evaluate(artifact: Artifact, inputs: RunInputs) -> Measured:
     """The artifact on every test row, and its latency at every shape a target or the plot needs;
-    cached by the artifact's content, the data and the evaluation settings."""
+    cached by the artifact's content, the data, the evaluation settings and the code."""
     recipe = inputs.loaded.recipe
     shapes = _latency_shapes(inputs)
     key = cache.json_key(
@@ -120,33 +130,31 @@ def evaluate(artifact: Artifact, inputs: RunInputs) -> Measured:
             "evaluation": recipe.evaluation.model_dump(mode="json", exclude={"release_matrix"}),
             "shapes": [str(s) for s in shapes],
             "env": inputs.environment_key(),
+            "code": code_hash("compress.evaluation.evaluate"),
         }
     )
-    hit = cache.lookup(inputs.cache_root, "evaluate", key)
-    cached = hit is not None
-    if hit is None:
 
-        def work(_tmp: Path) -> dict:
-            evaluation, predictions = evaluate_artifact(
-                artifact,
-                inputs.splits.test,
-                num_labels=inputs.n_labels,
-                max_length=recipe.data.max_length,
-                spec=recipe.evaluation,
-                shapes=shapes,
-                progress=inputs.reporter,
-            )
-            return {"evaluation": evaluation.to_json(), "predictions": predictions.tolist()}
+    def work(_tmp: Path) -> dict:
+        evaluation, predictions = evaluate_artifact(
+            artifact,
+            inputs.splits.test,
+            num_labels=inputs.n_labels,
+            max_length=recipe.data.max_length,
+            spec=recipe.evaluation,
+            shapes=shapes,
+            progress=inputs.reporter,
+        )
+        return {"evaluation": evaluation.to_json(), "predictions": predictions.tolist()}
 
-        hit = cache.build(inputs.cache_root, "evaluate", key, work)
-    evaluation = Evaluation.from_json(hit[1]["evaluation"])
+    (_, record), built = inputs.cache.get("evaluate", key, work)
+    evaluation = Evaluation.from_json(record["evaluation"])
     metric = recipe.evaluation.metric
     inputs.reporter.info(
         f"  {artifact.runtime}/{artifact.precision}: {metric} {evaluation.metric(metric):.4f}, "
         f"1x128 {evaluation.latency['1x128'].median_ms:.1f} ms, "
-        f"{evaluation.size_bytes / 1e6:.1f} MB" + ("  (cached)" if cached else "")
+        f"{evaluation.size_bytes / 1e6:.1f} MB" + ("" if built else "  (cached)")
     )
-    return Measured(evaluation, np.asarray(hit[1]["predictions"], dtype=np.int64))
+    return Measured(evaluation, np.asarray(record["predictions"], dtype=np.int64))
 
 
 def perturb_targets(inputs: RunInputs, state: RunState) -> None:
@@ -157,15 +165,20 @@ def perturb_targets(inputs: RunInputs, state: RunState) -> None:
             continue
         artifact = made.artifact
         std, seed = target.perturb_weights, inputs.loaded.recipe.evaluation.seed + i
-        key = cache.json_key({"perturb": artifact.sha256, "std": std, "seed": seed, "method": 2})
+        key = cache.json_key(
+            {
+                "perturb": artifact.sha256,
+                "std": std,
+                "seed": seed,
+                "code": code_hash("compress.pipeline.perturb"),
+            }
+        )
 
         def work(tmp: Path, artifact: Artifact = artifact, std: float = std, seed: int = seed) -> dict:
             perturb_folder(artifact.path, tmp / "model", std, seed)
             return {"sha256": tree_sha256(tmp / "model")}
 
-        folder, record = cache.lookup(inputs.cache_root, "perturb", key) or cache.build(
-            inputs.cache_root, "perturb", key, work
-        )
+        (folder, record), _ = inputs.cache.get("perturb", key, work)
         noisy = Artifact(
             artifact.kind, artifact.runtime, artifact.precision, folder / "model", record["sha256"]
         )

@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from compress.core import cache
 from compress.core.artifact import Artifact
+from compress.core.code import code_hash
 from compress.core.errors import StageFailed
 from compress.core.hashing import folder_bytes, tree_sha256
 from compress.core.records import ArtifactRecord, StageRecord
@@ -30,20 +31,26 @@ def stage_reads(stage: StageDef[Any], recipe: Recipe) -> dict:
     return reads(recipe) if reads is not None else {}
 
 
-def stage_key(stage: StageDef[Any], inputs: RunInputs, state: RunState) -> str:
+def key_parts(stage: StageDef[Any], inputs: RunInputs, state: RunState) -> dict:
     """Everything that can change what the stage makes: its table, what else it reads, the data,
-    the content of its input artifacts and the toolchain."""
+    its input artifacts (their content and the key of the entry that made each, so a rebuilt
+    stage rebuilds every later one), the toolchain, and the code that runs it (the stage module and
+    every compress module it imports: compress.core.code)."""
     spec = stage.table(inputs.loaded.recipe)
-    return cache.json_key(
-        {
-            "stage": stage.name,
-            "spec": spec.model_dump(mode="json") if spec is not None else None,
-            "reads": stage_reads(stage, inputs.loaded.recipe),
-            "data": inputs.data.to_json(),
-            "inputs": {k: a.sha256 for k, a in sorted(state.artifacts.items())},
-            "versions": inputs.environment.versions,
-        }
-    )
+    return {
+        "stage": stage.name,
+        "spec": spec.model_dump(mode="json") if spec is not None else None,
+        "reads": stage_reads(stage, inputs.loaded.recipe),
+        "data": inputs.data.to_json(),
+        "inputs": {k: [a.sha256, a.key] for k, a in sorted(state.artifacts.items())},
+        "versions": inputs.environment.versions,
+        "code": code_hash(stage.module),
+    }
+
+
+def stage_key(stage: StageDef[Any], inputs: RunInputs, state: RunState) -> str:
+    """The stage's cache key: a hash of `key_parts`."""
+    return cache.json_key(key_parts(stage, inputs, state))
 
 
 def build_stage(stage: StageDef[Any], spec: BaseModel, inputs: RunInputs, state: RunState, tmp: Path) -> dict:
@@ -87,11 +94,13 @@ def execute(
         folder, entry = hit
         reporter.info(f"[green]✓[/] {stage.name}: reused from cache ({key[:12]})")
     else:
-        reporter.info(f"[bold]▶[/] {stage.name}")
+
+        def work(tmp: Path) -> dict:
+            reporter.info(f"[bold]▶[/] {stage.name}")
+            return build_stage(stage, spec, inputs, state, tmp)
+
         try:
-            folder, entry = cache.build(
-                inputs.cache_root, stage.name, key, lambda tmp: build_stage(stage, spec, inputs, state, tmp)
-            )
+            (folder, entry), built = inputs.cache.get(stage.name, key, work, force=forced)
         except StageFailed as exc:
             reporter.info(f"[red]✗ {stage.name} failed:[/] {exc}")
             record = StageRecord(
@@ -104,11 +113,16 @@ def execute(
             )
             state.stages.append(record)
             return record
+        if not built:
+            reporter.info(f"[green]✓[/] {stage.name}: reused from cache ({key[:12]}), built by another run")
+            hit = (folder, entry)
     before = dict(state.artifacts)  # what the stage read
     made = [ArtifactRecord.from_json(a) for a in entry["artifacts"]]
     evaluations = []
     for a in made:
-        artifact = Artifact(a.kind, a.runtime, a.precision, folder / a.folder, a.sha256, a.serves, a.proxy)
+        artifact = Artifact(
+            a.kind, a.runtime, a.precision, folder / a.folder, a.sha256, a.serves, a.proxy, key
+        )
         state.add(Made(artifact, stage.name))
         evaluations.append(assess(artifact, inputs, state).evaluation)
     failure = entry.get("failure") or budget_breach(stage, spec, made, before, inputs, state)
@@ -119,6 +133,7 @@ def execute(
         status="failed" if failure else "ok",
         reason=failure,
         cached=hit is not None,
+        cache_key=key,
         seconds=round(time.perf_counter() - t0, 2),
         run_seconds=entry.get("seconds"),
         metrics=entry["metrics"],

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from compress.core import cache
 from compress.core.artifact import Artifact
+from compress.core.cache import Cache
 from compress.core.errors import CompressError
 from compress.core.progress import Reporter
 from compress.core.records import Manifest, RecipeRecord, StageRecord
@@ -65,31 +66,45 @@ def run(
     reporter = reporter or Reporter()
     out_root = Path(out_root or loaded.recipe.output.dir)
     started = time.perf_counter()
-    inputs = read_inputs(loaded, out_root / ".cache", reporter)
-    stale = cache.remove_stale_entries(inputs.cache_root) + cache.remove_stale(out_root / loaded.name, -1)
+    store = _open_cache(out_root, loaded, reporter)
+    try:
+        inputs = read_inputs(loaded, store, reporter)
+        previous = previous_run(loaded, out_root, regression_baseline)  # read now: bad input fails early
+        splits = inputs.splits
+        reporter.info(
+            f"[bold]compress[/] {loaded.name}: {len(splits.train.texts)} train / "
+            f"{len(splits.dev.texts)} dev / {len(splits.test.texts)} test rows"
+        )
+        state = RunState()
+        source = source_checkpoint(inputs)
+        state.artifacts["checkpoint"] = source
+        _run_stages(inputs, state, only=only, start=start, use_cache=use_cache)
+        if not any(("torch", "fp32") in s.makes for s in enabled_stages(loaded.recipe)):
+            state.add(Made(source, "source"))  # nothing retrains it: the starting model is the torch target
+        baseline = _baseline(inputs, state, source)
+        perturb_targets(inputs, state)
+        manifest, folders = _judged_manifest(inputs, state, baseline, previous)
+        manifest = manifest.model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
+        points = artifact_points(state)
+        bundle_dir = bundle.write(
+            loaded, out_root, manifest, run_id=store.run_id, target_folders=folders, points=points
+        )
+        return RunOutcome(bundle_dir, manifest.verdict, state.by_stage)
+    finally:
+        store.release()
+
+
+def _open_cache(out_root: Path, loaded: LoadedRecipe, reporter: Reporter) -> Cache:
+    """This run's view of `<out>/.cache` under a fresh run id; leftovers of dead runs removed."""
+    store = Cache(out_root / ".cache", bundle.new_run_id(), loaded.name)
+    try:
+        store.root.mkdir(parents=True, exist_ok=True)
+        stale = cache.remove_stale_entries(store.root) + cache.remove_stale(out_root / loaded.name, -1)
+    except OSError as exc:
+        raise cache.storage_error(exc, f"the output folder {out_root}") from None
     if stale:
         reporter.info(f"removed {len(stale)} unfinished folder(s) left by an interrupted run")
-    previous = previous_run(loaded, out_root, regression_baseline)  # read now: bad input fails early
-    splits = inputs.splits
-    reporter.info(
-        f"[bold]compress[/] {loaded.name}: {len(splits.train.texts)} train / "
-        f"{len(splits.dev.texts)} dev / {len(splits.test.texts)} test rows"
-    )
-    state = RunState()
-    source = source_checkpoint(inputs)
-    state.artifacts["checkpoint"] = source
-    _run_stages(inputs, state, only=only, start=start, use_cache=use_cache)
-    if not any(("torch", "fp32") in s.makes for s in enabled_stages(loaded.recipe)):
-        state.add(Made(source, "source"))  # nothing retrains it: the starting model is the torch target
-    baseline = _baseline(inputs, state, source)
-    perturb_targets(inputs, state)
-
-    manifest, folders = _judged_manifest(inputs, state, baseline, previous)
-    manifest = manifest.model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
-    bundle_dir = bundle.write(
-        loaded, out_root, manifest, target_folders=folders, points=artifact_points(state)
-    )
-    return RunOutcome(bundle_dir, manifest.verdict, state.by_stage)
+    return store
 
 
 def _judged_manifest(
@@ -158,7 +173,7 @@ def _run_stages(
             )
             continue
         key = stage_key(stage, inputs, state)
-        hit = None if stage.name in forced else cache.lookup(inputs.cache_root, stage.name, key)
+        hit = None if stage.name in forced else inputs.cache.lookup(stage.name, key)
         if hit is None and stage.name not in selected:
             if any(later in selected for later in names[i + 1 :]):
                 raise CompressError(

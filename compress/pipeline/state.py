@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from compress.core.artifact import Artifact
+from compress.core.cache import Cache
 from compress.core.environment import cpu_info, python_version, versions
 from compress.core.hashing import file_sha256
 from compress.core.progress import Reporter
@@ -20,14 +20,14 @@ from compress.recipe.load import LoadedRecipe
 
 @dataclass(frozen=True)
 class RunInputs:
-    """What every step of one run reads: the recipe, the data, the environment, where to cache."""
+    """What every step of one run reads: the recipe, the data, the environment, the cache."""
 
     loaded: LoadedRecipe
     splits: Splits
     n_labels: int
     environment: Environment
     data: DataRecord
-    cache_root: Path
+    cache: Cache
     reporter: Reporter
 
     def environment_key(self) -> dict:
@@ -35,7 +35,7 @@ class RunInputs:
         return {"versions": self.environment.versions, "cpu": self.environment.cpu.to_json()}
 
 
-def read_inputs(loaded: LoadedRecipe, cache_root: Path, reporter: Reporter) -> RunInputs:
+def read_inputs(loaded: LoadedRecipe, cache: Cache, reporter: Reporter) -> RunInputs:
     """Load the data and describe it, and the environment, by content."""
     recipe = loaded.recipe
     splits = load_splits(recipe.data)
@@ -50,7 +50,7 @@ def read_inputs(loaded: LoadedRecipe, cache_root: Path, reporter: Reporter) -> R
         files={k: file_sha256(getattr(recipe.data, k)) for k in ("train", "dev", "test")},
     )
     n_labels = num_labels(recipe.data, splits.train)
-    return RunInputs(loaded, splits, n_labels, environment, data, cache_root, reporter)
+    return RunInputs(loaded, splits, n_labels, environment, data, cache, reporter)
 
 
 @dataclass(frozen=True)
