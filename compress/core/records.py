@@ -44,15 +44,26 @@ class Record(BaseModel):
         return cls.model_validate(data)
 
 
+Outcome = Literal["pass", "fail", "inconclusive"]
+
+
 class Gate(Record):
-    """One gate's outcome: which gate, pass or not, the figure, its limit and a sentence."""
+    """One gate's outcome: which gate, pass / fail / inconclusive, whether it lets the run pass, the
+    figure, its limit and a sentence."""
 
     gate: str  # built | stage | accuracy | agreement | latency | size | shapes | regression
-    passed: bool
+    passed: bool  # lets the run pass: a pass, or an inconclusive gate under on_inconclusive = "pass"
     value: float | None
     limit: float | None
     message: str
-    within_noise: bool = False  # the budget lies inside the drop's confidence interval
+    within_noise: bool = False  # the budget lies inside the interval (the gate is inconclusive)
+    outcome: Outcome | None = None  # None in bundles before three outcomes: read `result`
+    rows: int | None = None  # the rows the decision rests on (test rows, plus pool rows drawn)
+
+    @property
+    def result(self) -> Outcome:
+        """pass | fail | inconclusive (older bundles: from `passed`)."""
+        return self.outcome or ("pass" if self.passed else "fail")
 
 
 class Latency(Record):
@@ -82,6 +93,8 @@ class DropStatistics(Record):
     reference_wrong_candidate_right: int
     mcnemar_p: float | None  # exact two-sided test on the discordant rows (accuracy only)
     paired: bool  # False when only the candidate's predictions were available
+    pool_rows: int = 0  # rows drawn from [evaluation.pool] beyond the test rows
+    looks: int = 1  # how many times the interval was computed (each at `confidence`, adjusted)
 
 
 class Budgets(Record):
@@ -92,12 +105,13 @@ class Budgets(Record):
     max_size_mb: float | None = None
     latency_shape: str = "1x128"
     max_disagreement: float | None = None
-    decision: str = "point"
     confidence: float = 0.95
+    on_inconclusive: str = "fail"
+    decision: str | None = None  # bundles before three outcomes: "point" or "upper"
 
 
 class TargetRecord(Record):
-    """A target's figures, gates and verdict (pass | fail | proxy)."""
+    """A target's figures, gates and verdict (pass | fail | inconclusive | proxy)."""
 
     name: str
     runtime: str
@@ -120,7 +134,7 @@ class TargetRecord(Record):
     proxy: str | None = None  # why a stand-in was measured instead (no engine built here)
     perturbed_weights: float | None = None
     gates: tuple[Gate, ...] = ()
-    verdict: Literal["pass", "fail", "proxy"]
+    verdict: Literal["pass", "fail", "proxy", "inconclusive"]
 
 
 class ShapeResult(Record):

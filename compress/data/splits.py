@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from compress.recipe.schema import DataSpec
+from compress.recipe.schema import DataSpec, PoolSpec
 
 MAX_FIELD = 1_000_000
 # Splits are read into memory whole. 2 GB of text is far beyond a fine-tuning set for a BERT-class
@@ -201,6 +201,30 @@ def check_data_files(spec: DataSpec) -> list[tuple[str, str]]:
     return problems
 
 
+def _sample(n: int, limit: int | None, seed: int) -> list[int]:
+    """The rows a `*_rows` limit keeps: a seeded sample, in file order (all rows without a limit)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    return sorted(random.Random(seed).sample(range(n), limit))
+
+
+def load_pool(spec: DataSpec, pool: PoolSpec) -> Split:
+    """The pool's rows in a seeded random order (a prefix is a random sample), at most `max_rows`:
+    a file read like the splits, or the train rows `train_rows` left out."""
+    if pool.file is not None:
+        split = read_split(spec, pool.file)
+        order = list(range(len(split.texts)))
+    else:
+        split = read_split(spec, spec.train)
+        used = set(_sample(len(split.texts), spec.train_rows, spec.seed))
+        order = [i for i in range(len(split.texts)) if i not in used]
+    random.Random(spec.seed + 1).shuffle(order)
+    order = order[: pool.max_rows]
+    return Split(
+        [split.texts[i] for i in order], [split.labels[i] for i in order], [split.lines[i] for i in order]
+    )
+
+
 def load_splits(spec: DataSpec) -> Splits:
     """The three splits, each cut to its `*_rows` limit by a seeded sample (same rows every run)."""
     out: dict[str, Split] = {}
@@ -208,7 +232,7 @@ def load_splits(spec: DataSpec) -> Splits:
         split = read_split(spec, getattr(spec, key))
         limit = getattr(spec, f"{key}_rows")
         if limit is not None and limit < len(split.texts):
-            idx = sorted(random.Random(spec.seed).sample(range(len(split.texts)), limit))
+            idx = _sample(len(split.texts), limit, spec.seed)
             split = Split(
                 [split.texts[i] for i in idx], [split.labels[i] for i in idx], [split.lines[i] for i in idx]
             )

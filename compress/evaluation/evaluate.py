@@ -51,6 +51,32 @@ def measure_latency(predict: Predict, shape: Shape, vocab: int, warmup: int, rep
     )
 
 
+def _batches(
+    tokenizer, split: Split, max_length: int, batch_size: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """The rows' token ids, and batches of row numbers sorted by length (little padding)."""
+    ids = tokenize(tokenizer, split.texts, max_length)
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    return ids, [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def predict_labels(
+    artifact: Artifact, split: Split, *, max_length: int, batch_size: int, progress: Reporter, label: str
+) -> np.ndarray:
+    """`artifact`'s predicted label for every row of `split`."""
+    predict = RUNTIMES[artifact.runtime](artifact.path)
+    tokenizer = load_tokenizer(artifact.path)
+    ids, batches = _batches(tokenizer, split, max_length, batch_size)
+    predictions = np.zeros(len(ids), dtype=np.int64)
+    with progress.bar(label, len(batches)) as advance:
+        for rows in batches:
+            predictions[rows] = predict(
+                pad_batch([ids[i] for i in rows], tokenizer.pad_token_id or 0)
+            ).argmax(-1)
+            advance()
+    return predictions
+
+
 def evaluate_artifact(
     artifact: Artifact,
     test: Split,
@@ -65,16 +91,14 @@ def evaluate_artifact(
     its predicted label per row (what paired statistics compare)."""
     predict = RUNTIMES[artifact.runtime](artifact.path)
     tokenizer = load_tokenizer(artifact.path)
-    ids = tokenize(tokenizer, test.texts, max_length)
-    pad_id = tokenizer.pad_token_id or 0
-    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # little padding per batch
+    ids, batches = _batches(tokenizer, test, max_length, spec.batch_size)
     predictions = np.zeros(len(ids), dtype=np.int64)
-    batches = [order[i : i + spec.batch_size] for i in range(0, len(order), spec.batch_size)]
     label = f"evaluate {artifact.runtime}/{artifact.precision}"
     with progress.bar(label, len(batches) + len(shapes)) as advance:
         for rows in batches:
-            logits = predict(pad_batch([ids[i] for i in rows], pad_id))
-            predictions[rows] = logits.argmax(-1)
+            predictions[rows] = predict(
+                pad_batch([ids[i] for i in rows], tokenizer.pad_token_id or 0)
+            ).argmax(-1)
             advance()
         latency = {}
         for shape in shapes:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from compress.core.records import Comparison, Figures, Manifest, ReleaseMatrix, TargetRecord
 from compress.recipe.schema import Shape
+from compress.verdict.gates import percent
 
 
 @dataclass
@@ -32,8 +33,9 @@ def _fmt(value, spec: str = ".4f", none: str = "—") -> str:
 
 def headline(m: Manifest) -> tuple[str, str]:
     """The title line and the one-sentence summary under it."""
-    failed = [t for t in m.targets if t.verdict == "fail"]
+    failed = [t for t in m.targets if not _lets_pass(t)]
     proxies = [t.name for t in m.targets if t.verdict == "proxy"]
+    unsure = [t.name for t in m.targets if t.verdict == "inconclusive"]
     icon = "✅ PASS" if m.verdict == "pass" else "❌ FAIL"
     first = m.targets[0]
     summary = (
@@ -44,6 +46,7 @@ def headline(m: Manifest) -> tuple[str, str]:
             else ""
         )
         + (f"; proxy only (no engine built): {', '.join(proxies)}" if proxies else "")
+        + (f"; inconclusive (the rows cannot tell): {', '.join(unsure)}" if unsure else "")
         + "".join(f"; stage {s.name} failed" for s in m.stages if s.status == "failed")
         + (
             f"; regression vs {m.regression.baseline.run_id}"
@@ -55,6 +58,17 @@ def headline(m: Manifest) -> tuple[str, str]:
     return f"{icon} — `{m.recipe_name}` run {m.run_id}", summary
 
 
+def _lets_pass(t: TargetRecord) -> bool:
+    return bool(t.gates) and all(g.passed for g in t.gates)
+
+
+def verdict_cell(t: TargetRecord) -> str:
+    """pass | proxy | FAIL | INCONCLUSIVE (fails the run) | inconclusive (passes: on_inconclusive)."""
+    if t.verdict == "inconclusive":
+        return "inconclusive (passes)" if _lets_pass(t) else "INCONCLUSIVE"
+    return {"pass": "pass", "proxy": "proxy"}.get(t.verdict, "FAIL")
+
+
 def targets_table(m: Manifest) -> Table:
     """One row per target: figures against budgets, and the verdict."""
     table = Table(
@@ -63,7 +77,7 @@ def targets_table(m: Manifest) -> Table:
             "runtime",
             "precision",
             "metric",
-            "drop (pt) ± CI / budget",
+            "drop (pt) [CI] / budget",
             "changed labels",
             "latency ms (shape) / budget",
             "size MB / budget",
@@ -77,12 +91,14 @@ def targets_table(m: Manifest) -> Table:
         drop = _fmt(t.drop, "+.2f")
         changed = "—"
         if st:
-            half = (st.high - st.low) / 2
-            drop += f" ± {half:.2f}" + ("" if b.decision == "point" else " (upper)")
+            drop += f" [{st.low:+.2f}, {st.high:+.2f}]" + (" (upper)" if b.decision == "upper" else "")
             if st.paired:
                 changed = f"{st.disagreements}/{st.rows}"
-                if b.max_disagreement is not None:
-                    changed += f" / {b.max_disagreement:.1%}"
+        agreement = next((g for g in t.gates if g.gate == "agreement" and g.rows), None)
+        if agreement is not None and agreement.value is not None and agreement.rows:
+            changed = f"{round(agreement.value * agreement.rows)}/{agreement.rows}"
+        if changed != "—" and b.max_disagreement is not None:
+            changed += f" / {b.max_disagreement:.1%}"
         name = t.name + ("" if t.required else " (optional)")
         if t.perturbed_weights:
             name += f" (weights perturbed x{t.perturbed_weights})"
@@ -102,7 +118,7 @@ def targets_table(m: Manifest) -> Table:
                 changed,
                 latency,
                 size,
-                {"pass": "pass", "proxy": "proxy"}.get(t.verdict, "FAIL"),
+                verdict_cell(t),
             ]
         )
     return table
@@ -221,7 +237,8 @@ def _failing(release: ReleaseMatrix) -> set[str]:
 
 
 def how_sure(targets: tuple[TargetRecord, ...]) -> list[Block]:
-    """Per target: the interval, the discordant rows, and any verdict that is within the noise."""
+    """Per target: the drop's interval and discordant rows, then each accuracy and agreement gate's
+    outcome with its interval and the rows it used."""
     notes: list[Block] = []
     for t in targets:
         st = t.statistics
@@ -237,11 +254,25 @@ def how_sure(targets: tuple[TargetRecord, ...]) -> list[Block]:
                 how += f" (McNemar exact p = {st.mcnemar_p:.3g})"
         else:
             how = f"baseline pinned in the recipe; interval from the candidate's own {st.rows} rows"
+        if st.pool_rows:
+            how += f"; {st.pool_rows} pool rows drawn over {st.looks} looks"
+        accuracy = next((g for g in t.gates if g.gate == "accuracy"), None)
+        outcome = f" → {accuracy.result}" if accuracy is not None else ""
+        budget = t.budgets.max_accuracy_drop
+        wanted = t.budgets.confidence
+        level = percent(st.confidence)
+        if st.confidence < 1 and round(st.confidence - wanted, 6) > 0:
+            looks = round((1 - wanted) / (1 - st.confidence))  # the pool's Bonferroni correction
+            level += f" (the target's {percent(wanted)} over {looks} possible looks)"
         notes.append(
-            f"- **{t.name}**: drop {st.drop:+.2f} pt, {st.confidence:.0%} CI "
-            f"[{st.low:+.2f}, {st.high:+.2f}]; {how}."
+            f"- **{t.name}**: drop {st.drop:+.2f} pt, {level} CI "
+            f"[{st.low:+.2f}, {st.high:+.2f}] against budget {budget:.2f}{outcome}; {how}."
         )
-        notes += [f"  - ⚠ {g.message}" for g in t.gates if g.within_noise]
+        for g in t.gates:
+            if g.gate in ("accuracy", "agreement"):
+                effect = " (lets the run pass)" if g.passed and g.result != "pass" else ""
+                mark = "⚠ " if g.result == "inconclusive" else ""
+                notes.append(f"  - {mark}{g.gate} → {g.result}{effect}: {g.message}")
     return notes
 
 
@@ -251,6 +282,10 @@ def sections(m: Manifest) -> list[Section]:
     breaches = [(t.name, g) for t in m.targets for g in t.gates if not g.passed]
     if breaches:
         out.append(("Gate failures", [f"- **{name}** · {g.gate}: {g.message}" for name, g in breaches]))
+    unsure = [(t.name, g) for t in m.targets for g in t.gates if g.passed and g.result == "inconclusive"]
+    if unsure:
+        lines: list[Block] = [f"- **{name}** · {g.gate}: {g.message}" for name, g in unsure]
+        out.append(("Inconclusive gates that pass (on_inconclusive = pass)", lines))
     out.append(("Stages", [stages_table(m)]))
     if m.regression is not None:
         out.append(("Changes since the baseline", comparison_blocks(m.regression)))
@@ -284,7 +319,7 @@ def sections(m: Manifest) -> list[Section]:
 
 def _md_cell(text: str) -> str:
     text = text.replace("|", "\\|")
-    return f"**{text}**" if text in ("FAIL", "REGRESSED") else text
+    return f"**{text}**" if text in ("FAIL", "REGRESSED", "INCONCLUSIVE") else text
 
 
 def _md_table(table: Table) -> list[str]:
@@ -338,7 +373,7 @@ def print_rich(m: Manifest, console) -> None:
                 for h in block.headers:
                     rich_table.add_column(h, overflow="fold")
                 for row in block.rows:
-                    styles = ["bold red" if c in ("FAIL", "REGRESSED") else "" for c in row]
+                    styles = ["bold red" if c in ("FAIL", "REGRESSED", "INCONCLUSIVE") else "" for c in row]
                     rich_table.add_row(*(Text(c, style=st) for c, st in zip(row, styles, strict=True)))
                 console.print(rich_table)
             else:

@@ -13,7 +13,7 @@ from compress.core.artifact import Artifact
 from compress.core.code import code_hash
 from compress.core.hashing import tree_sha256
 from compress.core.records import Evaluation, ReleaseMatrix, ShapeResult
-from compress.evaluation.evaluate import evaluate_artifact
+from compress.evaluation.evaluate import evaluate_artifact, predict_labels
 from compress.evaluation.shapes import matrix_problems, release_matrix
 from compress.models.loading import build_source_model, load_tokenizer
 from compress.output.plots import ArtifactPoint
@@ -155,6 +155,36 @@ def evaluate(artifact: Artifact, inputs: RunInputs) -> Measured:
         f"{evaluation.size_bytes / 1e6:.1f} MB" + ("" if built else "  (cached)")
     )
     return Measured(evaluation, np.asarray(record["predictions"], dtype=np.int64))
+
+
+def pool_predictions(artifact: Artifact, inputs: RunInputs) -> np.ndarray:
+    """The artifact's answers on [evaluation.pool]'s rows, cached by the artifact and the pool."""
+    assert inputs.pool is not None
+    pool = inputs.pool
+    recipe = inputs.loaded.recipe
+    key = cache.json_key(
+        {
+            "artifact": artifact.sha256,
+            "pool": inputs.pool_id,
+            "max_length": recipe.data.max_length,
+            "code": code_hash("compress.evaluation.evaluate"),
+        }
+    )
+
+    def work(_tmp: Path) -> dict:
+        label = f"pool rows {artifact.runtime}/{artifact.precision}"
+        predictions = predict_labels(
+            artifact,
+            pool,
+            max_length=recipe.data.max_length,
+            batch_size=recipe.evaluation.batch_size,
+            progress=inputs.reporter,
+            label=label,
+        )
+        return {"predictions": predictions.tolist()}
+
+    (_, record), _ = inputs.cache.get("pool", key, work)
+    return np.asarray(record["predictions"], dtype=np.int64)
 
 
 def perturb_targets(inputs: RunInputs, state: RunState) -> None:

@@ -19,11 +19,11 @@ from compress.core.errors import CompressError
 from compress.core.progress import Reporter
 from compress.core.records import Manifest, RecipeRecord, StageRecord
 from compress.output import bundle
-from compress.pipeline.assess import artifact_points, assess, perturb_targets, source_checkpoint
+from compress.pipeline.assess import artifact_points, perturb_targets, source_checkpoint
 from compress.pipeline.execute import execute, stage_key
-from compress.pipeline.judge import Baseline, judge
-from compress.pipeline.previous import comparison_with, previous_run, tolerances
+from compress.pipeline.previous import comparison_with, previous_run
 from compress.pipeline.state import Made, RunInputs, RunState, read_inputs
+from compress.pipeline.verdicts import judge_run
 from compress.recipe.load import LoadedRecipe
 from compress.recipe.stages import enabled_stages
 from compress.verdict import gates
@@ -81,9 +81,8 @@ def run(
         _run_stages(inputs, state, only=only, start=start, use_cache=use_cache)
         if not any(("torch", "fp32") in s.makes for s in enabled_stages(loaded.recipe)):
             state.add(Made(source, "source"))  # nothing retrains it: the starting model is the torch target
-        baseline = _baseline(inputs, state, source)
         perturb_targets(inputs, state)
-        manifest, folders = _judged_manifest(inputs, state, baseline, previous)
+        manifest, folders = _judged_manifest(inputs, state, source, previous)
         manifest = manifest.model_copy(update={"seconds": round(time.perf_counter() - started, 2)})
         points = artifact_points(state)
         bundle_dir = bundle.write(
@@ -108,21 +107,12 @@ def _open_cache(out_root: Path, loaded: LoadedRecipe, reporter: Reporter) -> Cac
 
 
 def _judged_manifest(
-    inputs: RunInputs, state: RunState, baseline: Baseline, previous: tuple[Manifest, str] | None
+    inputs: RunInputs, state: RunState, source: Artifact, previous: tuple[Manifest, str] | None
 ) -> tuple[Manifest, dict[str, Path]]:
     """Judge every target (and compare with the previous run); the manifest to write, and each
     built target's model folder."""
-    loaded, recipe = inputs.loaded, inputs.loaded.recipe
-    judged = judge(
-        recipe.targets,
-        {t.name: state.candidate(t.name, t.runtime, t.precision) for t in recipe.targets},
-        baseline,
-        evaluation=recipe.evaluation,
-        labels=inputs.splits.test.labels,
-        n_labels=inputs.n_labels,
-        previous=previous[0] if previous else None,
-        tolerances=tolerances(loaded),
-    )
+    loaded = inputs.loaded
+    judged = judge_run(inputs, state, source, previous)
     recipe_record = RecipeRecord(path=str(loaded.path), sha256=loaded.sha256(), resolved=loaded.resolved())
     comparison = None
     if previous is not None and judged.regression is not None:
@@ -132,7 +122,7 @@ def _judged_manifest(
             + ("[red]breached[/]" if comparison.breached else "no regression beyond tolerance")
         )
     verdict = gates.overall_verdict(
-        [(t.required, t.verdict) for t in judged.targets],
+        [(t.required, t.gates) for t in judged.targets],
         failed_stages=sum(s.status == "failed" for s in state.stages),
     )
     folders = {
@@ -185,16 +175,3 @@ def _run_stages(
         failed = (
             execute(stage, inputs, state, forced=stage.name in forced, key=key, hit=hit).status == "failed"
         )
-
-
-def _baseline(inputs: RunInputs, state: RunState, source: Artifact) -> Baseline:
-    """The recipe's pinned metric, else the first FP32 PyTorch model a stage made (the starting
-    checkpoint when none did), with its answers for paired statistics."""
-    evaluation = inputs.loaded.recipe.evaluation
-    if evaluation.baseline is not None:
-        return Baseline(evaluation.baseline, "recipe (evaluation.baseline)")
-    made = state.reference or Made(source, "source")
-    measured = state.measured.get(made.artifact.sha256) or assess(made.artifact, inputs, state)
-    return Baseline(
-        measured.evaluation.metric(evaluation.metric), f"{made.stage} torch/fp32", measured.predictions
-    )

@@ -10,10 +10,10 @@ import numpy as np
 from compress.core.artifact import Artifact
 from compress.core.cache import Cache
 from compress.core.environment import cpu_info, python_version, versions
-from compress.core.hashing import file_sha256
+from compress.core.hashing import file_sha256, json_sha256
 from compress.core.progress import Reporter
 from compress.core.records import CpuInfo, DataRecord, Environment, Evaluation, StageRecord
-from compress.data.splits import Splits, load_splits, num_labels
+from compress.data.splits import Split, Splits, load_pool, load_splits, num_labels
 from compress.pipeline.judge import Candidate
 from compress.recipe.load import LoadedRecipe
 
@@ -29,6 +29,8 @@ class RunInputs:
     data: DataRecord
     cache: Cache
     reporter: Reporter
+    pool: Split | None = None  # [evaluation.pool]'s rows, in their drawing order
+    pool_id: str = ""  # what the pool is, by content (part of its answers' cache keys)
 
     def environment_key(self) -> dict:
         """The part of the environment that can change a measured figure (cache keys)."""
@@ -50,7 +52,13 @@ def read_inputs(loaded: LoadedRecipe, cache: Cache, reporter: Reporter) -> RunIn
         files={k: file_sha256(getattr(recipe.data, k)) for k in ("train", "dev", "test")},
     )
     n_labels = num_labels(recipe.data, splits.train)
-    return RunInputs(loaded, splits, n_labels, environment, data, cache, reporter)
+    pool, pool_id = None, ""
+    if recipe.evaluation.pool is not None:
+        spec = recipe.evaluation.pool
+        pool = load_pool(recipe.data, spec)
+        source = file_sha256(spec.file) if spec.file is not None else data.files["train"]
+        pool_id = json_sha256({"spec": spec.model_dump(mode="json", exclude={"file"}), "source": source})
+    return RunInputs(loaded, splits, n_labels, environment, data, cache, reporter, pool, pool_id)
 
 
 @dataclass(frozen=True)

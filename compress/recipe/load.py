@@ -17,10 +17,10 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from compress.core.errors import CompressError
 from compress.core.hashing import json_sha256
-from compress.data.splits import check_data_files
+from compress.data.splits import DataError, check_data_files, load_pool
 from compress.models.packaged import packaged_model_dir
 from compress.recipe.locate import where
-from compress.recipe.schema import ModelSpec, PruneSpec, Recipe
+from compress.recipe.schema import ModelSpec, PoolSpec, PruneSpec, Recipe
 from compress.recipe.stages import BY_NAME, enabled_stages, makers, servable
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of settings; anything near this is not one
@@ -80,6 +80,8 @@ def load_recipe(
         problems = _check_prune(recipe.model, recipe.prune, text)
     if not problems:  # reading the data is the slow part: only once the rest is sound
         problems = [f"{where(('data', key), text)}: {msg}" for key, msg in check_data_files(recipe.data)]
+    if not problems and recipe.evaluation.pool is not None:
+        problems = _check_pool(recipe, recipe.evaluation.pool, text)
     if problems:
         raise CompressError(f"{path}: " + "; ".join(problems))
     name = recipe.output.name or path.stem
@@ -97,13 +99,15 @@ def _read(path: Path) -> str:
 
 def _paths_outside(recipe: Recipe, text: str) -> list[str]:
     """Every path key that is absolute or climbs out with `..`, named with its line."""
-    paths: dict[tuple[str, str], Path | None] = {
+    paths: dict[tuple[str, ...], Path | None] = {
         ("data", k): getattr(recipe.data, k) for k in ("train", "dev", "test")
     }
     paths[("model", "path")] = recipe.model.path
     paths[("output", "dir")] = recipe.output.dir
     if recipe.regression is not None and recipe.regression.baseline != "latest":
         paths[("regression", "baseline")] = Path(recipe.regression.baseline)
+    if recipe.evaluation.pool is not None:
+        paths[("evaluation", "pool", "file")] = recipe.evaluation.pool.file
     return [
         f"{where(loc, text)}: {p} leads outside the recipe's folder (absolute or '..'); "
         "give it on the command line with --allow-outside if that is intended"
@@ -125,7 +129,13 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     regression = recipe.regression
     if regression is not None and regression.baseline != "latest":
         regression = regression.model_copy(update={"baseline": str(absolute(Path(regression.baseline)))})
-    return recipe.model_copy(update={"data": data, "model": model, "regression": regression})
+    evaluation = recipe.evaluation
+    if evaluation.pool is not None and evaluation.pool.file is not None:
+        pool = evaluation.pool.model_copy(update={"file": absolute(evaluation.pool.file)})
+        evaluation = evaluation.model_copy(update={"pool": pool})
+    return recipe.model_copy(
+        update={"data": data, "model": model, "regression": regression, "evaluation": evaluation}
+    )
 
 
 def _check_files(recipe: Recipe, text: str) -> list[str]:
@@ -146,6 +156,14 @@ def _check_files(recipe: Recipe, text: str) -> list[str]:
             )
         else:
             problems += [f"{at}: {bad}" for bad in _unreadable_safetensors(p)]
+    pool = recipe.evaluation.pool
+    if pool is not None and pool.file is not None and not pool.file.is_file():
+        problems.append(f"{where(('evaluation', 'pool', 'file'), text)}: file not found: {pool.file}")
+    if pool is not None and pool.unused_train and recipe.data.train_rows is None:
+        problems.append(
+            f"{where(('evaluation', 'pool', 'unused_train'), text)}: every train row is trained on "
+            "(no data.train_rows): set data.train_rows below the file's rows, or give pool.file"
+        )
     regression = recipe.regression
     if regression is not None and regression.baseline != "latest":
         p = Path(regression.baseline)
@@ -155,6 +173,21 @@ def _check_files(recipe: Recipe, text: str) -> list[str]:
                 '(give a bundle folder, its manifest.json, or "latest")'
             )
     return problems
+
+
+def _check_pool(recipe: Recipe, pool: PoolSpec, text: str) -> list[str]:
+    """The pool reads like the splits, and its labels are ones the model knows."""
+    at = where(("evaluation", "pool", "file" if pool.file is not None else "unused_train"), text)
+    try:
+        rows = load_pool(recipe.data, pool)
+    except DataError as exc:
+        return [f"{at}: {exc}"]
+    if not rows.labels:
+        return [f"{at}: the pool has no rows"]
+    known = len(recipe.data.label_names) if recipe.data.label_names else None
+    if known is not None and max(rows.labels) >= known:
+        return [f"{at}: labels outside label_names"]
+    return []
 
 
 def _model_shape(spec: ModelSpec) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -276,6 +276,25 @@ class ReleaseMatrixSpec(_Strict):
         return [Shape(b, s) for b in self.batches for s in self.sequences]
 
 
+Inconclusive = Literal["fail", "pass"]
+
+
+class PoolSpec(_Strict):
+    """`[evaluation.pool]`: labelled rows set aside (never trained on, never used to pick a
+    checkpoint) that an inconclusive gate draws on, `chunk` rows at a time, before it decides."""
+
+    file: PathField | None = None  # read like the splits ([data] format and columns)
+    unused_train: bool = False  # the train rows that `data.train_rows` did not sample
+    max_rows: int = Field(20_000, ge=1)
+    chunk: int | None = Field(None, ge=1)  # rows per extra look; the test split's size when absent
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PoolSpec:
+        if (self.file is None) == (not self.unused_train):
+            raise ValueError("give exactly one of file or unused_train = true")
+        return self
+
+
 class EvaluationSpec(_Strict):
     """`[evaluation]`: the gated metric and how it and latency are measured."""
 
@@ -286,6 +305,11 @@ class EvaluationSpec(_Strict):
     latency_repeats: int = Field(20, ge=1)
     bootstrap_resamples: int = Field(2000, ge=100, le=100_000)
     seed: int = 0
+    # an accuracy or agreement gate whose interval straddles its budget is inconclusive; this is
+    # what it does to the run (a target may set its own). "fail": a green run means within budget
+    # at the gate's confidence (benchmarks/verdict_truth.py measures both)
+    on_inconclusive: Inconclusive = "fail"
+    pool: PoolSpec | None = None
     release_matrix: ReleaseMatrixSpec = ReleaseMatrixSpec()
 
 
@@ -310,8 +334,8 @@ class Target(_Strict):
     latency_sequence: int = Field(128, ge=1, le=512)
     max_size_mb: PositiveFloat | None = None
     max_disagreement: float | None = Field(None, ge=0, le=1)  # share of rows whose label changed vs FP32
-    decision: Literal["point", "upper"] = "point"
     confidence: float = Field(0.95, ge=0.5, le=0.999)
+    on_inconclusive: Inconclusive | None = None  # [evaluation]'s when absent
     required: bool = True
     isa: Isa | None = None  # onnxruntime/int8 only: build this target's INT8 for that CPU family
     # tensorrt targets: the engine's shape range, and whether a CPU proxy may stand in for an engine
@@ -326,6 +350,16 @@ class Target(_Strict):
     def latency_shape(self) -> Shape:
         """The shape its latency budget is judged at."""
         return Shape(self.latency_batch, self.latency_sequence)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _decision_is_gone(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "decision" in data:
+            raise ValueError(
+                "decision was replaced: an accuracy gate is now pass, fail or inconclusive from its "
+                'interval; set on_inconclusive = "fail" (what decision = "upper" did) or "pass"'
+            )
+        return data
 
 
 class OutputSpec(_Strict):

@@ -1,7 +1,9 @@
 """The report's sections, rendered from hand-made manifests: markdown and rich tell the same story."""
 
+import dataclasses
 import io
 
+import pytest
 from rich.console import Console
 
 from compress.core.records import Comparison, Manifest, Tolerances
@@ -86,3 +88,36 @@ def test_markdown_and_terminal_carry_the_same_sections():
         assert f"## {heading}" in md and heading in terminal
     assert "\n\n\n" not in md
     assert "REGRESSED" in terminal and "x86 & <co>" in terminal  # cells are text, not rich markup
+
+
+def judged_manifest(pool_answers: bool = True, **fields) -> Manifest:
+    """A manifest around one target the real judge decided: test_judge.py's case of a candidate 0.9
+    points worse on the test rows and 0.2 on the pool (whose answers `pool_answers` gives or not)."""
+    from tests.pipeline.test_judge import judge_with, pool_case
+
+    pool, baseline, cand = pool_case(20)
+    if not pool_answers:
+        cand = dataclasses.replace(cand, pool_predictions=None)
+    record = judge_with(pool, baseline, cand, **fields)
+    return Manifest.from_json(manifest_json(targets=[record.to_json()], verdict="fail"))
+
+
+def test_how_sure_names_each_gate_with_its_outcome_interval_and_rows():
+    text = to_markdown(judged_manifest(max_disagreement=0.012, max_accuracy_drop=5.0))
+    sure = text.split("## How sure")[1].split("## ")[0]
+    assert "the target's 95% over 11 possible looks" in sure
+    assert "  - accuracy → pass: " in sure and "99.55% CI" in sure
+    (agreement,) = [line for line in sure.splitlines() if line.startswith("  - agreement → pass: ")]
+    rows = int(agreement.split(" of ")[1].split(" rows")[0])
+    assert rows > 2000 and "CI" in agreement  # drew pool rows; the table shows the same count
+    assert f"/{rows} / 1.2%" in text.split("## ")[0]
+
+
+@pytest.mark.parametrize(
+    "on_inconclusive,cell,effect",
+    [("fail", "**INCONCLUSIVE**", ""), ("pass", "inconclusive (passes)", " (lets the run pass)")],
+)
+def test_an_inconclusive_gate_is_marked_and_says_what_it_does_to_the_run(on_inconclusive, cell, effect):
+    text = to_markdown(judged_manifest(pool_answers=False, on_inconclusive=on_inconclusive))
+    assert f"| {cell} |" in text
+    assert f"  - ⚠ accuracy → inconclusive{effect}: " in text

@@ -1,31 +1,32 @@
-"""The judge as a specification: targets x measurements x baseline x previous run -> verdicts.
+"""The judge as a specification: targets x measurements x baseline x previous run x pool -> verdicts.
 
-Pure, so each case is a few numbers: 100 test rows, a reference that is right on the first 90, and a
-candidate whose answers differ from it on a chosen number of rows."""
+Pure, so each case is a few numbers: 2,000 test rows, a reference that is right on the first 1,800,
+and a candidate whose answers differ from it on a chosen number of rows."""
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from compress.core.records import Evaluation, Latency, ReleaseMatrix, ShapeResult, Tolerances
-from compress.pipeline.judge import Baseline, Candidate, judge, stage_budget_gate
+from compress.pipeline.judge import Baseline, Candidate, Pool, judge, stage_budget_gate
 from compress.recipe.schema import EvaluationSpec, Target
 from tests import factories
 
-ROWS = 100
+ROWS = 2000
 LABELS = np.ones(ROWS, dtype=np.int64)
-REFERENCE = np.array([1] * 90 + [0] * 10)  # 0.90 accuracy
+REFERENCE = np.array([1] * 1800 + [0] * 200)  # 0.90 accuracy
 BASELINE = Baseline(0.90, "finetune torch/fp32", REFERENCE)
 
 
-def answers(wrong_more: int) -> np.ndarray:
+def answers(wrong_more: int, rows: int = ROWS, right: int = 1800) -> np.ndarray:
     """The reference's answers with `wrong_more` of its right rows turned wrong (negative: right)."""
-    out = REFERENCE.copy()
+    out = np.array([1] * right + [0] * (rows - right))
     if wrong_more > 0:
         out[:wrong_more] = 0
     elif wrong_more < 0:
-        out[90 : 90 - wrong_more] = 1
+        out[right : right - wrong_more] = 1
     return out
 
 
@@ -74,9 +75,17 @@ class Case:
 
 CASES = [
     Case("same answers as the reference", target(), candidate(0), "pass", []),
-    Case("one row worse, within a one-point budget", target(), candidate(1), "pass", []),
-    Case("two rows worse, over a one-point budget", target(), candidate(2), "fail", ["accuracy"]),
-    Case("better than the reference", target(max_accuracy_drop=0.0), candidate(-3), "pass", []),
+    Case("a quarter point worse, one-point budget", target(), candidate(5), "pass", []),
+    Case("three points worse", target(), candidate(60), "fail", ["accuracy"]),
+    Case("near the budget: the rows cannot tell", target(), candidate(18), "inconclusive", ["accuracy"]),
+    Case(
+        "near the budget, on_inconclusive = pass",
+        target(on_inconclusive="pass"),
+        candidate(18),
+        "inconclusive",
+        [],
+    ),
+    Case("better than the reference", target(max_accuracy_drop=0.0), candidate(-30), "pass", []),
     Case(
         "within budget but slower than allowed",
         target(max_latency_ms=4.0),
@@ -94,11 +103,18 @@ CASES = [
     Case(
         "too many changed labels",
         target(max_disagreement=0.01),
-        candidate(2),
+        candidate(60),
         "fail",
         ["accuracy", "agreement"],
     ),
-    Case("changed labels within the limit", target(max_disagreement=0.02), candidate(1), "pass", []),
+    Case("changed labels within the limit", target(max_disagreement=0.02), candidate(5), "pass", []),
+    Case(
+        "changed labels near the limit",
+        target(max_disagreement=0.01, max_accuracy_drop=5.0),
+        candidate(20),
+        "inconclusive",
+        ["agreement"],
+    ),
     Case("not built", target(), "stage 'quantize' failed: boom", "fail", ["built"]),
     Case("no baseline", target(), candidate(0), "fail", ["built"], baseline="no baseline metric"),
     Case(
@@ -124,29 +140,30 @@ CASES = [
         ["built"],
     ),
     Case(
-        "upper decision: a point drop in budget whose interval is not",
-        target(decision="upper"),
-        candidate(1),
-        "fail",
-        ["accuracy"],
-    ),
-    Case(
         "a pinned baseline has no reference answers to compare labels with",
-        target(max_disagreement=0.5),
+        target(max_disagreement=0.5, max_accuracy_drop=3.0),
         candidate(0),
         "fail",
         ["agreement"],
         baseline=Baseline(0.90, "recipe (evaluation.baseline)"),
     ),
     Case(
+        "a pinned baseline: the candidate's own interval decides",
+        target(max_accuracy_drop=3.0),
+        candidate(0),
+        "pass",
+        [],
+        baseline=Baseline(0.90, "recipe (evaluation.baseline)"),
+    ),
+    Case(
         "regression alone fails the target",
         target(),
-        candidate(1),
+        candidate(5),
         "fail",
         ["regression"],
         previous={"metric": 0.92},
     ),
-    Case("no regression beyond tolerance", target(), candidate(1), "pass", [], previous={"metric": 0.894}),
+    Case("no regression beyond tolerance", target(), candidate(5), "pass", [], previous={"metric": 0.899}),
     Case(
         "regression on size alone",
         target(),
@@ -193,7 +210,7 @@ def test_records_carry_the_figures_the_report_shows():
         n_labels=2,
     )
     (record,) = judged.targets
-    assert record.metric == 0.89 and record.drop == pytest.approx(1.0) and record.size_mb == 12.5
+    assert record.metric == 0.8995 and record.drop == pytest.approx(0.05) and record.size_mb == 12.5
     assert record.latency.median_ms == 5.0 and record.perturbed_weights == 0.5
     assert record.statistics.paired and record.statistics.disagreements == 1
     assert record.baseline == 0.90 and record.baseline_from == "finetune torch/fp32"
@@ -233,3 +250,65 @@ def test_stage_budget_gate_names_the_key_and_what_it_was_measured_against(metric
     assert gate.message.startswith(
         "engine.int8.max_accuracy_drop: against the onnxruntime/fp32 model it read on the test rows: accuracy"
     )
+
+
+POOL_ROWS = 20_000
+
+
+def pool_case(wrong_more_per_10k: int, chunk: int = 2000):
+    """A candidate near a one-point budget on the test rows, with the pool's answers: the reference
+    right on 90% of the pool, the candidate `wrong_more_per_10k` rows in 10,000 worse."""
+    pool = Pool(np.ones(POOL_ROWS, dtype=np.int64), chunk)
+    ref_pool = answers(0, POOL_ROWS, 18_000)
+    cand_pool = answers(2 * wrong_more_per_10k, POOL_ROWS, 18_000)
+    baseline = dataclasses.replace(BASELINE, pool_predictions=ref_pool)
+    near = candidate(18)  # 0.9 points worse on the test rows: inconclusive alone
+    return pool, baseline, dataclasses.replace(near, pool_predictions=cand_pool)
+
+
+def judge_with(pool, baseline, cand, **fields):
+    (record,) = judge(
+        [target(**fields)],
+        {"t": cand},
+        baseline,
+        evaluation=EvaluationSpec(bootstrap_resamples=500),
+        labels=LABELS.tolist(),
+        n_labels=2,
+        pool=pool,
+    ).targets
+    return record
+
+
+@pytest.mark.parametrize(
+    "worse,outcome", [(20, "pass"), (250, "fail")], ids=["0.2 points worse on the pool", "2.5 points worse"]
+)
+def test_an_inconclusive_gate_draws_pool_rows_until_it_can_tell(worse, outcome):
+    pool, baseline, cand = pool_case(worse)
+    record = judge_with(pool, baseline, cand)
+    (accuracy,) = [g for g in record.gates if g.gate == "accuracy"]
+    assert accuracy.result == outcome and record.verdict == outcome
+    st = record.statistics
+    assert st.pool_rows > 0 and st.looks >= 2 and st.rows == ROWS + st.pool_rows == accuracy.rows
+    assert st.confidence == pytest.approx(1 - 0.05 / pool.looks)  # Bonferroni over the looks
+    assert "with pool rows" in accuracy.message
+
+
+def test_without_the_pool_answers_only_the_test_rows_are_used_at_the_corrected_confidence():
+    pool, baseline, cand = pool_case(20)
+    record = judge_with(pool, baseline, dataclasses.replace(cand, pool_predictions=None))
+    assert record.statistics.pool_rows == 0 and record.statistics.looks == 1
+    assert record.statistics.confidence == pytest.approx(1 - 0.05 / 11)  # 1 + 20,000 / 2,000 looks
+    assert record.verdict == "inconclusive"
+
+
+def test_a_gate_the_test_rows_decide_draws_nothing():
+    pool, baseline, cand = pool_case(20)
+    record = judge_with(pool, baseline, dataclasses.replace(cand, predictions=answers(0)))
+    assert record.statistics.pool_rows == 0 and record.verdict == "pass"
+
+
+def test_the_agreement_gate_draws_on_the_pool_too():
+    pool, baseline, cand = pool_case(20)
+    record = judge_with(pool, baseline, cand, max_disagreement=0.012, max_accuracy_drop=5.0)
+    (agreement,) = [g for g in record.gates if g.gate == "agreement"]
+    assert agreement.result == "pass" and agreement.rows > ROWS

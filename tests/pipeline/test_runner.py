@@ -39,7 +39,7 @@ def test_packaged_minilm_small_run(tmp_path):
             # the release matrix at a few shapes: the full one costs a minute on the real model
             "latency_repeats = 5": "latency_repeats = 5\n\n[evaluation.release_matrix]\n"
             "batches = [1, 8]\nsequences = [16, 64]\nrows = 16\nmin_label_agreement = 0.5",
-            "max_accuracy_drop = 5.0": "max_accuracy_drop = 100.0",
+            "max_accuracy_drop = 10.0": "max_accuracy_drop = 100.0",
             "max_size_mb = 50": "max_size_mb = 200",
             # an undertrained model's logits sit near the boundary: INT8 flips some of them
             'mode = "dynamic"': 'mode = "dynamic"\nmin_label_agreement = 0.5\ncheck_rows = 64',

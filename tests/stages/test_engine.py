@@ -15,10 +15,10 @@ from tests.conftest import load_manifest, run_variant
 # latency and size budgets no model can meet: judged on an engine, never on a CPU proxy's figures
 ENGINE_TARGETS = (
     "\n[engine]\n\n"
-    '[[targets]]\nname = "gpu-fp16"\nruntime = "tensorrt"\nprecision = "fp16"\nmax_accuracy_drop = 5.0\n'
+    '[[targets]]\nname = "gpu-fp16"\nruntime = "tensorrt"\nprecision = "fp16"\nmax_accuracy_drop = 10.0\n'
     "max_latency_ms = 0.001\nmax_size_mb = 0.001\nallow_proxy = true\n\n"
     '[[targets]]\nname = "jetson-orin-int8"\nruntime = "tensorrt"\nprecision = "int8"\n'
-    "max_accuracy_drop = 5.0\nallow_proxy = true\n"
+    "max_accuracy_drop = 10.0\nallow_proxy = true\n"
 )
 
 

@@ -1,5 +1,6 @@
 """Does the gate catch what it should? Inject graded degradation into a fine-tuned model's answers,
-measure the true drop on a large pool, and judge each level on a GLUE-sized evaluation sample.
+measure the true drop on a large pool, and judge each level on GLUE-sized evaluation samples. The
+evidence on real weights is benchmarks/verdict_truth.py; this fast synthetic version stays here.
 
 The "model" is a pool of 200,000 rows answered right 90% of the time (a fine-tuned classifier's
 accuracy on SST-2); degradation level L turns L% of the pool's rows from right to wrong, plus as many
@@ -7,7 +8,6 @@ again from wrong to right and back (churn that moves labels without moving accur
 """
 
 import numpy as np
-import pytest
 
 from compress.verdict import gates, stats
 
@@ -28,7 +28,8 @@ def degrade(labels, reference, level, rng):
     return candidate
 
 
-def judge_levels(decision: str) -> list[dict]:
+def judge_levels(on_inconclusive: str = "fail", seeds: int = 5) -> list[dict]:
+    """Every level judged on `seeds` samples of 872 rows: outcome, and whether it lets the run pass."""
     rng = np.random.default_rng(2026)
     labels = rng.integers(0, 2, POOL)
     reference = np.where(rng.random(POOL) < 0.9, labels, 1 - labels)
@@ -36,60 +37,57 @@ def judge_levels(decision: str) -> list[dict]:
     for level in LEVELS:
         candidate = degrade(labels, reference, level, rng)
         true_drop = ((reference == labels).mean() - (candidate == labels).mean()) * 100
-        rows = rng.choice(POOL, SAMPLE, replace=False)
-        paired = stats.paired_drop(labels[rows], reference[rows], candidate[rows], stats.Bootstrap(seed=0))
-        base = float((reference[rows] == labels[rows]).mean())
-        cand = float((candidate[rows] == labels[rows]).mean())
-        result = gates.accuracy_gate(
-            base, cand, BUDGET, "accuracy", interval=(paired.low, paired.high), decision=decision
-        )
-        out.append(
-            {
-                "level": level,
-                "true_drop": true_drop,
-                "should_pass": true_drop <= BUDGET + 1e-9,
-                "passed": result.passed,
-                "within_noise": result.within_noise,
-                "drop": paired.drop,
-                "interval": (paired.low, paired.high),
-            }
-        )
+        for seed in range(seeds):
+            rows = rng.choice(POOL, SAMPLE, replace=False)
+            paired = stats.paired_drop(
+                labels[rows], reference[rows], candidate[rows], stats.Bootstrap(seed=seed)
+            )
+            base = float((reference[rows] == labels[rows]).mean())
+            cand = float((candidate[rows] == labels[rows]).mean())
+            result = gates.accuracy_gate(
+                base,
+                cand,
+                BUDGET,
+                "accuracy",
+                interval=(paired.low, paired.high),
+                on_inconclusive=on_inconclusive,
+            )
+            out.append(
+                {"level": level, "true_drop": true_drop, "outcome": result.result, "passed": result.passed}
+            )
     return out
 
 
-def show(decision, levels):
-    print(f"\ndecision = {decision}: {len(levels)} graded levels, budget {BUDGET} pt, {SAMPLE}-row sample")
-    for r in levels:
-        verdict = "pass" if r["passed"] else "fail"
-        wrong = "" if r["passed"] == r["should_pass"] else "  <- wrong verdict"
-        print(
-            f"  true drop {r['true_drop']:5.2f}  measured {r['drop']:+5.2f} "
-            f"[{r['interval'][0]:+5.2f}, {r['interval'][1]:+5.2f}]  {verdict}"
-            f"{'  (within noise)' if r['within_noise'] else ''}{wrong}"
-        )
+def show(levels):
+    print(f"\n{len(levels)} judged samples, budget {BUDGET} pt, {SAMPLE}-row samples")
+    for level in LEVELS:
+        rows = [r for r in levels if r["level"] == level]
+        counts = {o: sum(r["outcome"] == o for r in rows) for o in ("pass", "fail", "inconclusive")}
+        print(f"  true drop {rows[0]['true_drop']:5.2f}: {counts}")
 
 
-def test_upper_policy_never_passes_a_breach_and_only_fails_within_noise():
-    levels = judge_levels("upper")
-    show("upper", levels)
-    false_passes = [r for r in levels if r["passed"] and not r["should_pass"]]
-    false_fails = [r for r in levels if not r["passed"] and r["should_pass"]]
-    assert false_passes == []
-    assert all(r["within_noise"] for r in false_fails)
-    assert any(r["passed"] for r in levels) and any(not r["passed"] for r in levels)
+def test_a_breach_never_passes_and_a_small_drop_never_fails_conclusively():
+    """The synthetic counterpart of benchmarks/verdict_truth.py (which uses real weights)."""
+    levels = judge_levels()
+    show(levels)
+    over = [r for r in levels if r["true_drop"] > BUDGET]
+    small = [r for r in levels if r["true_drop"] < BUDGET / 2]
+    assert over and not any(r["passed"] for r in over)  # no false pass, inconclusive included
+    assert small and not any(r["outcome"] == "fail" for r in small)  # no conclusive false fail
+    assert any(r["outcome"] == "inconclusive" for r in levels)  # the middle is honestly unsure
 
 
-def test_point_policy_flags_every_wrong_verdict_as_within_noise():
-    levels = judge_levels("point")
-    show("point", levels)
-    wrong = [r for r in levels if r["passed"] != r["should_pass"]]
-    assert all(r["within_noise"] for r in wrong)
-    clear = [r for r in levels if abs(r["true_drop"] - BUDGET) >= 2.0]
-    assert clear and all(r["passed"] == r["should_pass"] for r in clear)
+def test_far_levels_are_decided():
+    """No change always passes; five times the budget never passes and mostly fails outright (one
+    872-row sample in five can measure a 5-point loss as 2: the interval then straddles the budget)."""
+    levels = judge_levels()
+    assert all(r["outcome"] == "pass" for r in levels if r["level"] == 0.0)
+    five = [r["outcome"] for r in levels if r["level"] == 5.0]
+    assert "pass" not in five and five.count("fail") >= 3
 
 
-@pytest.mark.parametrize("decision", ["point", "upper"])
-def test_far_levels_are_decided(decision):
-    by_level = {r["level"]: r for r in judge_levels(decision)}
-    assert by_level[0.0]["passed"] and not by_level[0.0]["within_noise"]
-    assert not by_level[5.0]["passed"] and not by_level[5.0]["within_noise"]
+def test_on_inconclusive_pass_lets_only_inconclusive_gates_through():
+    strict, lenient = judge_levels("fail", seeds=2), judge_levels("pass", seeds=2)
+    for a, b in zip(strict, lenient, strict=True):
+        assert a["outcome"] == b["outcome"]
+        assert b["passed"] == (a["outcome"] != "fail")

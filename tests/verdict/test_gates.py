@@ -72,76 +72,144 @@ def test_missing_latency_measurement_fails_a_latency_budget():
 
 
 def test_verdicts():
+    passing, failing = (
+        gates.not_built("x").model_copy(update={"passed": True, "outcome": "pass"}),
+        gates.not_built("x"),
+    )
+    unsure_fail = gates.accuracy_gate(0.9, 0.9, 1.0, "accuracy", interval=(-1.0, 2.0))
+    unsure_pass = gates.accuracy_gate(0.9, 0.9, 1.0, "accuracy", interval=(-1.0, 2.0), on_inconclusive="pass")
     assert gates.target_verdict([]) == "fail"
-    assert gates.target_verdict([gates.not_built("no GPU")]) == "fail"
-    assert gates.overall_verdict([(True, "pass"), (False, "fail")]) == "pass"
-    assert gates.overall_verdict([(True, "pass"), (True, "fail")]) == "fail"
+    assert gates.target_verdict([failing]) == "fail"
+    assert gates.target_verdict([passing, unsure_fail]) == "inconclusive"
+    assert gates.target_verdict([unsure_pass, failing]) == "fail"
+    assert gates.target_verdict([passing], proxy=True) == "proxy"
+    assert gates.overall_verdict([(True, [passing]), (False, [failing])]) == "pass"
+    assert gates.overall_verdict([(True, [passing]), (True, [failing])]) == "fail"
+    assert gates.overall_verdict([(True, [unsure_fail])]) == "fail"
+    assert gates.overall_verdict([(True, [unsure_pass])]) == "pass"
+    assert gates.overall_verdict([(True, [])]) == "fail"
     assert gates.overall_verdict([]) == "pass"
-    assert gates.overall_verdict([(True, "pass")], failed_stages=1) == "fail"
+    assert gates.overall_verdict([(True, [passing])], failed_stages=1) == "fail"
 
 
 @dataclass(frozen=True)
-class PolicyCase:
+class OutcomeCase:
     name: str
-    drop_metric: float  # candidate metric with baseline 0.90
+    metric: float  # the candidate's, against a baseline of 0.90
     interval: tuple[float, float]
-    decision: str
+    on_inconclusive: str
+    outcome: str
     passed: bool
-    within_noise: bool
     says: str
 
 
-POLICY_CASES = [
-    PolicyCase("clear pass", 0.895, (-0.2, 0.6), "point", True, False, "within budget"),
-    PolicyCase("clear pass, upper", 0.895, (-0.2, 0.6), "upper", True, False, "within budget"),
-    PolicyCase(
-        "point under, interval crosses: point passes", 0.892, (-0.3, 1.9), "point", True, True, "noise"
-    ),
-    PolicyCase(
-        "point under, interval crosses: upper fails",
+OUTCOME_CASES = [
+    OutcomeCase("interval within budget", 0.895, (-0.2, 0.6), "fail", "pass", True, "within budget"),
+    OutcomeCase("upper bound exactly at budget", 0.895, (0.0, 1.0), "fail", "pass", True, "within budget"),
+    OutcomeCase("improvement", 0.92, (-3.5, -0.5), "fail", "pass", True, "drop -2.00 pt"),
+    OutcomeCase("interval beyond budget", 0.85, (3.5, 6.5), "pass", "fail", False, "over by 4.00 pt"),
+    OutcomeCase("lower bound just over budget", 0.885, (1.01, 2.0), "pass", "fail", False, "exceeds budget"),
+    OutcomeCase(
+        "straddles, point under: inconclusive",
         0.892,
         (-0.3, 1.9),
-        "upper",
+        "fail",
+        "inconclusive",
         False,
-        True,
-        "upper bound +1.90 pt is over it (decision = upper)",
+        "INCONCLUSIVE",
     ),
-    PolicyCase("over, interval crosses", 0.888, (0.4, 2.0), "point", False, True, "over by 0.20 pt"),
-    PolicyCase("clear fail", 0.85, (3.5, 6.5), "upper", False, False, "over by 4.00 pt"),
-    PolicyCase("upper bound exactly at budget", 0.895, (0.0, 1.0), "upper", True, False, "within budget"),
-    PolicyCase("improvement", 0.92, (-3.5, -0.5), "upper", True, False, "drop -2.00 pt"),
+    OutcomeCase(
+        "straddles, point over: inconclusive",
+        0.888,
+        (0.4, 2.0),
+        "fail",
+        "inconclusive",
+        False,
+        "INCONCLUSIVE",
+    ),
+    OutcomeCase(
+        "straddles, on_inconclusive = pass",
+        0.892,
+        (-0.3, 1.9),
+        "pass",
+        "inconclusive",
+        True,
+        "on_inconclusive = pass",
+    ),
+    OutcomeCase(
+        "lower bound exactly at budget: inconclusive",
+        0.89,
+        (1.0, 2.0),
+        "fail",
+        "inconclusive",
+        False,
+        "straddles",
+    ),
 ]
 
 
-@pytest.mark.parametrize("case", POLICY_CASES, ids=[c.name for c in POLICY_CASES])
-def test_decision_policies(case):
+@pytest.mark.parametrize("case", OUTCOME_CASES, ids=[c.name for c in OUTCOME_CASES])
+def test_accuracy_gate_outcomes(case):
     result = gates.accuracy_gate(
         0.90,
-        case.drop_metric,
+        case.metric,
         1.0,
         "accuracy",
         interval=case.interval,
-        decision=case.decision,
+        on_inconclusive=case.on_inconclusive,
         rows_needed=5000,
     )
-    assert result.passed is case.passed
-    assert result.within_noise is case.within_noise
+    assert result.result == case.outcome and result.passed is case.passed
+    assert result.within_noise is (case.outcome == "inconclusive")
     assert case.says in result.message
-    assert ("5000 rows would decide it" in result.message) is case.within_noise
+    assert ("5000 rows would decide it" in result.message) is (case.outcome == "inconclusive")
+
+
+@dataclass(frozen=True)
+class AgreementCase:
+    name: str
+    changed: int
+    rows: int
+    limit: float
+    outcome: str
+
+
+AGREEMENT_CASES = [
+    AgreementCase("none changed, many rows", 0, 872, 0.01, "pass"),
+    AgreementCase("a few changed, far under", 2, 872, 0.02, "pass"),
+    AgreementCase("near the limit", 8, 872, 0.01, "inconclusive"),
+    AgreementCase("far over", 40, 872, 0.01, "fail"),
+    AgreementCase("none changed, too few rows to tell", 0, 50, 0.01, "inconclusive"),
+    AgreementCase("every row changed", 10, 10, 0.5, "fail"),
+]
+
+
+@pytest.mark.parametrize("case", AGREEMENT_CASES, ids=[c.name for c in AGREEMENT_CASES])
+def test_agreement_gate_outcomes(case):
+    result = gates.agreement_gate(case.changed, case.rows, case.limit)
+    assert result.result == case.outcome and result.passed is (case.outcome == "pass")
+    low, high = gates.wilson_interval(case.changed, case.rows, 0.95)
+    assert low <= case.changed / case.rows <= high
+    passes = gates.agreement_gate(case.changed, case.rows, case.limit, on_inconclusive="pass")
+    assert passes.passed is (case.outcome != "fail")
 
 
 @pytest.mark.parametrize(
-    "changed,rows,budget,passed",
-    [(0, 872, 0.0, True), (9, 872, 0.01, False), (8, 872, 0.01, True), (5, 0, 0.1, False)],
+    "k,n,low,high", [(0, 100, 0.0, 0.037), (50, 100, 0.404, 0.596), (100, 100, 0.963, 1.0)]
 )
-def test_agreement_gate(changed, rows, budget, passed):
-    assert gates.agreement_gate(changed, rows, budget).passed is passed
+def test_wilson_interval(k, n, low, high):
+    got = gates.wilson_interval(k, n, 0.95)
+    assert got == pytest.approx((low, high), abs=1e-3)
+
+
+def test_agreement_gate_without_rows_fails():
+    assert not gates.agreement_gate(5, 0, 0.1).passed
 
 
 def test_judge_target_adds_agreement_only_when_budgeted():
     assert [r.gate for r in judge(latency_ms=1.0, disagreements=(50, 872))] == ["accuracy"]
     results = judge(latency_ms=1.0, disagreements=(50, 872), max_disagreement=0.02)
-    assert [(r.gate, r.passed) for r in results] == [("accuracy", True), ("agreement", False)]
+    assert [(r.gate, r.result) for r in results] == [("accuracy", "pass"), ("agreement", "fail")]
     no_reference = judge(latency_ms=1.0, disagreements=None, max_disagreement=0.02)
     assert not no_reference[1].passed
 
@@ -170,5 +238,13 @@ def test_a_proxy_passes_only_when_allowed_and_never_as_pass(allow_proxy, passed,
     gate = gates.proxy_gate("no CUDA device", allow_proxy)
     assert gate.gate == "built" and gate.passed is passed
     assert gate.message.startswith("not-built: no CUDA device")
-    assert gates.target_verdict([gate, *judge()], proxy=True) == verdict
-    assert gates.overall_verdict([(True, verdict)]) == ("pass" if allow_proxy else "fail")
+    results = [gate, *judge()]
+    assert gates.target_verdict(results, proxy=True) == verdict
+    assert gates.overall_verdict([(True, results)]) == ("pass" if allow_proxy else "fail")
+
+
+@pytest.mark.parametrize(
+    "confidence,text", [(0.95, "95%"), (0.99, "99%"), (1 - 0.05 / 19, "99.74%"), (0.999, "99.9%")]
+)
+def test_a_corrected_confidence_is_not_rounded_to_100_percent(confidence, text):
+    assert gates.percent(confidence) == text
