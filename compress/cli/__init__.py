@@ -7,7 +7,9 @@ import click
 
 from compress.cli.bundles import compare, engine, report, verify
 from compress.cli.cache import cache
+from compress.cli.predict import predict
 from compress.cli.run import run, validate
+from compress.cli.schema import schema
 
 
 @click.group()
@@ -16,5 +18,5 @@ def main() -> None:
     """Compress, export and gate transformer classifiers from one TOML recipe."""
 
 
-for command in (validate, run, compare, report, verify, engine, cache):
+for command in (validate, run, compare, report, verify, engine, cache, predict, schema):
     main.add_command(command)

@@ -18,19 +18,35 @@ from compress.cli.common import (
 )
 from compress.core.errors import CompressError
 
+SET = click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a recipe key (a TOML value; a bare word is a string), applied after extends and "
+    "before validation: finetune.epochs=2, targets.NAME.max_accuracy_drop=0.5. Repeatable.",
+)
+
 
 @click.command()
 @click.argument("recipe", type=click.Path(path_type=Path))
+@SET
+@click.option(
+    "--print", "show", is_flag=True, help="Print the resolved recipe (extends and --set applied) as TOML."
+)
 @ALLOW_OUTSIDE
-def validate(recipe: Path, allow_outside: bool) -> None:
+def validate(recipe: Path, overrides: tuple[str, ...], show: bool, allow_outside: bool) -> None:
     """Check RECIPE (schema, files, columns, labels) without running anything."""
     from compress.recipe.load import load_recipe
     from compress.recipe.stages import enabled_stages
 
     try:
-        loaded = load_recipe(recipe, allow_outside=allow_outside)
+        loaded = load_recipe(recipe, allow_outside=allow_outside, overrides=overrides)
     except CompressError as exc:
         fail_input(exc)
+    if show:
+        click.echo(loaded.text, nl=not loaded.text.endswith("\n"))
+        return
     stages = [s.name for s in enabled_stages(loaded.recipe)]
     click.echo(
         f"ok: {recipe}: recipe '{loaded.name}', stages {', '.join(stages) or 'none'}, "
@@ -54,6 +70,7 @@ def validate(recipe: Path, allow_outside: bool) -> None:
     help="RECIPE is a bundle: rerun its recorded recipe on the same data, rebuilding every stage, "
     "and compare the result with that bundle.",
 )
+@SET
 @ALLOW_OUTSIDE
 def run(
     recipe: Path,
@@ -63,11 +80,14 @@ def run(
     start: str | None,
     quiet: bool,
     reproduce: bool,
+    overrides: tuple[str, ...],
     allow_outside: bool,
 ) -> None:
     """Run RECIPE end to end and write a bundle; exit 1 if a required target fails."""
     if only and start:
         fail_input(CompressError("give --only or --from, not both"))
+    if reproduce and overrides:
+        fail_input(CompressError("--reproduce reruns the bundle's recorded recipe: --set cannot be given"))
     signal.signal(signal.SIGTERM, on_sigterm)
     world = _join_launch()
     if not world.is_main:
@@ -77,7 +97,7 @@ def run(
 
     reporter = Reporter(quiet=quiet)
     try:
-        _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_outside, world)
+        _run_main(recipe, out, no_cache, only, start, reporter, reproduce, overrides, allow_outside, world)
     finally:
         distributed.finish()
 
@@ -109,7 +129,9 @@ def _serve_training(world) -> None:
     sys.exit(EXIT_PASS)
 
 
-def _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_outside, world) -> None:
+def _run_main(
+    recipe, out, no_cache, only, start, reporter, reproduce, overrides, allow_outside, world
+) -> None:
     from compress.models import distributed
     from compress.pipeline import runner
     from compress.recipe.load import load_recipe
@@ -128,7 +150,7 @@ def _run_main(recipe, out, no_cache, only, start, reporter, reproduce, allow_out
             for note in notes:
                 reporter.info(f"[yellow]⚠[/] {note}")
         else:
-            loaded = load_recipe(recipe, allow_outside=allow_outside)
+            loaded = load_recipe(recipe, allow_outside=allow_outside, overrides=overrides)
         outcome = runner.run(
             loaded,
             out_root=out,

@@ -234,13 +234,23 @@ class Environment(Record):
         return {"python": self.python, **self.versions, "cpu": self.cpu.to_json()}
 
 
+class ChainRecord(Record):
+    """One file of an `extends` chain as it was read."""
+
+    path: str
+    sha256: str
+
+
 class RecipeRecord(Record):
-    """Which recipe ran: where it was, its copy in the bundle, its hash and every resolved value."""
+    """Which recipe ran: where it was, its copy in the bundle (the resolved TOML when it extends
+    others or --set was given), its hash, every resolved value, and what it was composed from."""
 
     path: str
     copy_name: str = Field("recipe.toml", alias="copy")
     sha256: str
     resolved: dict[str, Any]
+    chain: list[ChainRecord] = Field(default_factory=list)  # the recipe run first, then its bases
+    overrides: list[str] = Field(default_factory=list)  # --set items, in order
 
 
 class DataRecord(Record):

@@ -18,6 +18,7 @@ from compress.core.errors import CompressError
 from compress.core.hashing import file_sha256, json_sha256
 from compress.core.records import FileRecord, Manifest
 from compress.output.junit import render_junit
+from compress.output.model_card import write_cards
 from compress.output.plots import ArtifactPoint, write_pareto
 from compress.output.report import to_markdown
 from compress.recipe.load import LoadedRecipe
@@ -73,8 +74,9 @@ def write(
     run_id: str | None = None,
 ) -> Path:
     """Write the bundle of `manifest` (its run id, creation time and file list are filled in here):
-    each target's model folder from `target_folders`, the recipe copy, pareto.png (from `points`,
-    every evaluated model), report.md, junit.xml and manifest.json. Returns the bundle folder."""
+    each target's model folder from `target_folders` with its model card (README.md), the recipe
+    copy, pareto.png (from `points`, every evaluated model), report.md, junit.xml and manifest.json.
+    Returns the bundle folder."""
     parent = out_root / loaded.name
     run_id = run_id or new_run_id()
     tmp = parent / f".tmp-{run_id}-{os.getpid()}"
@@ -135,6 +137,7 @@ def _write_into(
         write_pareto(tmp / PARETO, points, manifest.targets, metric, f"{loaded.name} run {run_id}")
     (tmp / "report.md").write_text(to_markdown(manifest))
     (tmp / "junit.xml").write_text(render_junit(manifest))
+    write_cards(tmp, manifest)  # before the file list: `compress verify` covers the cards
     files = tuple(
         FileRecord(path=p.relative_to(tmp).as_posix(), sha256=file_sha256(p), bytes=p.stat().st_size)
         for p in sorted(tmp.rglob("*"))

@@ -8,8 +8,9 @@ from pathlib import Path
 from compress.core.environment import versions
 from compress.core.errors import CompressError
 from compress.core.hashing import file_sha256
+from compress.core.records import ChainRecord
 from compress.output.verify import BundleInvalid, check_manifest
-from compress.recipe.load import LoadedRecipe, load_recipe
+from compress.recipe.load import ChainFile, LoadedRecipe, load_recipe
 
 
 def _data_matches(loaded: LoadedRecipe, recorded: dict[str, str]) -> list[str]:
@@ -21,6 +22,17 @@ def _data_matches(loaded: LoadedRecipe, recorded: dict[str, str]) -> list[str]:
         elif file_sha256(path) != sha:
             problems.append(f"data file '{key}' at {path} has changed since the bundle (sha256 differs)")
     return problems
+
+
+def _chain_changes(chain: list[ChainRecord]) -> list[str]:
+    """Files the recipe was composed from that have changed since: the recorded resolved recipe is
+    what reruns, so this is a note, not an error."""
+    notes = []
+    for item in chain:
+        path = Path(item.path)
+        if path.is_file() and file_sha256(path) != item.sha256:
+            notes.append(f"{path} has changed since the bundle; rerunning the recipe the bundle recorded")
+    return notes
 
 
 def recorded_recipe(bundle: Path, *, allow_outside: bool = False) -> tuple[LoadedRecipe, list[str]]:
@@ -57,9 +69,12 @@ def recorded_recipe(bundle: Path, *, allow_outside: bool = False) -> tuple[Loade
         tried.append(f"from {base}: " + "; ".join(problems))
     else:
         raise CompressError(f"{bundle}: cannot reproduce: " + " | ".join(tried))
+    # what the original was composed from, not the resolved copy it is replayed from
+    chain = tuple(ChainFile(path=Path(c.path), sha256=c.sha256) for c in manifest.recipe.chain)
+    loaded = loaded.model_copy(update={"chain": chain, "overrides": tuple(manifest.recipe.overrides)})
     now = versions()
     then = manifest.environment.versions
-    notes = [
+    notes = _chain_changes(manifest.recipe.chain) + [
         f"{k} is {now[k]} here, the bundle was made with {then.get(k)}: results may differ"
         for k in sorted(now)
         if then.get(k) != now[k]

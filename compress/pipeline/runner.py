@@ -17,7 +17,7 @@ from compress.core.artifact import Artifact
 from compress.core.cache import Cache
 from compress.core.errors import CompressError
 from compress.core.progress import Reporter
-from compress.core.records import Manifest, RecipeRecord, StageRecord
+from compress.core.records import ChainRecord, Manifest, RecipeRecord, StageRecord
 from compress.output import bundle
 from compress.pipeline.assess import artifact_points, perturb_targets, source_checkpoint
 from compress.pipeline.execute import execute, stage_key
@@ -113,7 +113,13 @@ def _judged_manifest(
     built target's model folder."""
     loaded = inputs.loaded
     judged = judge_run(inputs, state, source, previous)
-    recipe_record = RecipeRecord(path=str(loaded.path), sha256=loaded.sha256(), resolved=loaded.resolved())
+    recipe_record = RecipeRecord(
+        path=str(loaded.path),
+        sha256=loaded.sha256(),
+        resolved=loaded.resolved(),
+        chain=[ChainRecord(path=str(f.path), sha256=f.sha256) for f in loaded.chain],
+        overrides=list(loaded.overrides),
+    )
     comparison = None
     if previous is not None and judged.regression is not None:
         comparison = comparison_with(previous, judged.regression, recipe_record, inputs)

@@ -8,8 +8,7 @@ where it is written, the line. Stages can then trust what they receive.
 from __future__ import annotations
 
 import json
-import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,21 @@ from compress.core.errors import CompressError
 from compress.core.hashing import json_sha256
 from compress.data.splits import DataError, check_data_files, load_pool
 from compress.models.packaged import packaged_model_dir
-from compress.recipe.locate import where
+from compress.recipe.compose import compose
+from compress.recipe.locate import Source, where
 from compress.recipe.schema import ModelSpec, PoolSpec, PruneSpec, Recipe
 from compress.recipe.stages import BY_NAME, enabled_stages, makers, servable
 
 MAX_RECIPE_BYTES = 1 << 20  # a recipe is a page of settings; anything near this is not one
+Locator = str | Source  # a recipe's text, or where each key of a composed recipe was written
+
+
+class ChainFile(BaseModel):
+    """One file a recipe was composed from, and its sha256 when it was read."""
+
+    model_config = ConfigDict(frozen=True)
+    path: Path
+    sha256: str
 
 
 class LoadedRecipe(BaseModel):
@@ -33,7 +42,9 @@ class LoadedRecipe(BaseModel):
     path: Path
     name: str
     recipe: Recipe
-    text: str = ""  # the recipe file as written, kept in the bundle so the run can be reproduced
+    text: str = ""  # the recipe as written (resolved TOML when composed), kept to reproduce the run
+    chain: tuple[ChainFile, ...] = ()  # the recipe run first, then what it extends, in order
+    overrides: tuple[str, ...] = ()  # the --set items, as given
 
     def resolved(self) -> dict:
         """The recipe with every default filled in, as JSON (what the manifest records)."""
@@ -51,41 +62,60 @@ class LoadedRecipe(BaseModel):
 
 
 def load_recipe(
-    path: Path | str, *, text: str | None = None, base: Path | None = None, allow_outside: bool = False
+    path: Path | str,
+    *,
+    text: str | None = None,
+    base: Path | None = None,
+    allow_outside: bool = False,
+    overrides: Iterable[str] = (),
 ) -> LoadedRecipe:
     """Parse, validate and resolve a recipe; raise one CompressError listing every problem.
 
     `text` and `base` replay a recipe stored in a bundle: its text, with relative paths resolved
     against `base` (the folder the original recipe lay in) instead of `path`'s folder.
+    `extends` chains and `overrides` (`--set KEY=VALUE` items) are applied before validation.
     Paths in a recipe must stay inside its folder tree (no absolute paths, no `..`) unless
     `allow_outside`: a recipe copied from elsewhere cannot read or write where it likes.
     """
     path = Path(path)
     if text is None:
         text = _read(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise CompressError(f"{path}: not valid TOML: {exc}") from None
+    composed = compose(path, text, list(overrides), allow_outside=allow_outside)
+    raw = composed.raw
+    kept = text if composed.is_plain else resolved_toml(raw)
+    source: Locator = text if composed.is_plain else composed.written
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as exc:
-        raise CompressError(f"{path}: " + "; ".join(_describe(e, text) for e in exc.errors())) from None
-    outside = [] if allow_outside else _paths_outside(recipe, text)
+        raise CompressError(f"{path}: " + "; ".join(_describe(e, source) for e in exc.errors())) from None
+    outside = [] if allow_outside else _paths_outside(recipe, source)
     if outside:
         raise CompressError(f"{path}: " + "; ".join(outside))
     recipe = _resolve_paths(recipe, (base or path.parent).resolve())
-    problems = _check_stages_cover_targets(recipe, text) + _check_files(recipe, text)
+    problems = _check_stages_cover_targets(recipe, source) + _check_files(recipe, source)
     if not problems and recipe.prune is not None:
-        problems = _check_prune(recipe.model, recipe.prune, text)
+        problems = _check_prune(recipe.model, recipe.prune, source)
     if not problems:  # reading the data is the slow part: only once the rest is sound
-        problems = [f"{where(('data', key), text)}: {msg}" for key, msg in check_data_files(recipe.data)]
+        problems = [f"{where(('data', key), source)}: {msg}" for key, msg in check_data_files(recipe.data)]
     if not problems and recipe.evaluation.pool is not None:
-        problems = _check_pool(recipe, recipe.evaluation.pool, text)
+        problems = _check_pool(recipe, recipe.evaluation.pool, source)
     if problems:
         raise CompressError(f"{path}: " + "; ".join(problems))
     name = recipe.output.name or path.stem
-    return LoadedRecipe(path=path.resolve(), name=name, recipe=recipe, text=text)
+    chain = tuple(ChainFile(path=p, sha256=sha) for p, sha in composed.chain)
+    return LoadedRecipe(
+        path=path.resolve(), name=name, recipe=recipe, text=kept, chain=chain, overrides=tuple(overrides)
+    )
+
+
+def resolved_toml(raw: dict) -> str:
+    """A composed recipe as one TOML file: what `validate --print` shows and the bundle keeps."""
+    import tomli_w
+
+    header = "# resolved by compress: extends and --set applied; defaults left out (see `compress schema`)\n"
+    order = list(Recipe.model_fields)
+    ordered = dict(sorted(raw.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)))
+    return header + tomli_w.dumps(ordered)
 
 
 def _read(path: Path) -> str:
@@ -97,7 +127,7 @@ def _read(path: Path) -> str:
     return path.read_bytes().decode("utf-8", errors="replace")
 
 
-def _paths_outside(recipe: Recipe, text: str) -> list[str]:
+def _paths_outside(recipe: Recipe, text: Locator) -> list[str]:
     """Every path key that is absolute or climbs out with `..`, named with its line."""
     paths: dict[tuple[str, ...], Path | None] = {
         ("data", k): getattr(recipe.data, k) for k in ("train", "dev", "test")
@@ -138,7 +168,7 @@ def _resolve_paths(recipe: Recipe, base: Path) -> Recipe:
     )
 
 
-def _check_files(recipe: Recipe, text: str) -> list[str]:
+def _check_files(recipe: Recipe, text: Locator) -> list[str]:
     problems = []
     for key in ("train", "dev", "test"):
         p = getattr(recipe.data, key)
@@ -175,7 +205,7 @@ def _check_files(recipe: Recipe, text: str) -> list[str]:
     return problems
 
 
-def _check_pool(recipe: Recipe, pool: PoolSpec, text: str) -> list[str]:
+def _check_pool(recipe: Recipe, pool: PoolSpec, text: Locator) -> list[str]:
     """The pool reads like the splits, and its labels are ones the model knows."""
     at = where(("evaluation", "pool", "file" if pool.file is not None else "unused_train"), text)
     try:
@@ -199,7 +229,7 @@ def _model_shape(spec: ModelSpec) -> tuple[int, int]:
     return config["num_hidden_layers"], config["num_attention_heads"]
 
 
-def _check_prune(model: ModelSpec, spec: PruneSpec, text: str) -> list[str]:
+def _check_prune(model: ModelSpec, spec: PruneSpec, text: Locator) -> list[str]:
     """Refuse plans that would empty a layer of heads, before any work is done."""
     n_layers, n_heads = _model_shape(model)
     at = where(("prune", "heads_fraction"), text)
@@ -238,7 +268,7 @@ def _unreadable_safetensors(folder: Path) -> list[str]:
     return bad
 
 
-def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
+def _check_stages_cover_targets(recipe: Recipe, text: Locator) -> list[str]:
     """Every target has a stage in the recipe that makes it, with the stages that one needs.
     torch/fp32 targets are always servable: without a stage that retrains, the starting model is it."""
     enabled = {stage.name for stage in enabled_stages(recipe)}
@@ -273,7 +303,7 @@ def _check_stages_cover_targets(recipe: Recipe, text: str) -> list[str]:
     return problems
 
 
-def _describe(error: Mapping[str, Any], text: str) -> str:
+def _describe(error: Mapping[str, Any], text: Locator) -> str:
     loc = tuple(error["loc"])
     # pydantic appends the validator's input type to union locations; keep the user's key path
     loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "union"))))

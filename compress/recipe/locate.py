@@ -11,6 +11,7 @@ table) is reported at the line of its closest written parent.
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
 _BARE = r"[A-Za-z0-9_-]+"
 _QUOTED = r'"(?:[^"\\]|\\.)*"|\'[^\']*\''
@@ -112,7 +113,17 @@ def key_text(path: Path) -> str:
     return text or "(top level)"
 
 
-def where(path: Path, text: str) -> str:
+class Source(Protocol):
+    """Where the keys of a recipe made of several files were written (`compose.Written`)."""
+
+    def where(self, path: Path) -> str:
+        """`key (file line N)` or `key (--set ...)`: the place a user has to change."""
+        ...
+
+
+def where(path: Path, text: str | Source) -> str:
     """`key (line N)` for messages; just the key when it cannot be found in the text."""
+    if not isinstance(text, str):
+        return text.where(path)
     line = line_of(path, text)
     return f"{key_text(path)} (line {line})" if line else key_text(path)
