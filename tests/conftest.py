@@ -14,7 +14,7 @@ from compress.core.artifact import Artifact
 from compress.core.hashing import tree_sha256
 from compress.data.splits import Splits, load_splits
 from compress.models.loading import build_source_model
-from compress.recipe.schema import ModelSpec, Recipe, TinyBert
+from compress.recipe.schema import ModelSpec, Recipe, TinyModel
 
 REPO = Path(__file__).resolve().parents[1]
 FUZZ_CASES: dict[str, int] = {}  # kind of malformed input -> cases tried (tests/test_fuzz.py)
@@ -167,7 +167,7 @@ def tiny_splits(tiny_recipe) -> Splits:
 def tiny_checkpoint(tmp_path_factory) -> Artifact:
     folder = tmp_path_factory.mktemp("source") / "checkpoint"
     spec = ModelSpec(
-        tiny=TinyBert(
+        tiny=TinyModel(
             hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, dropout=0.0
         )
     )

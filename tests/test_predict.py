@@ -14,7 +14,7 @@ from onnx import TensorProto, helper
 
 from compress.cli import main
 from compress.models.loading import build_source_model, load_classifier, load_tokenizer, save_classifier
-from compress.recipe.schema import ModelSpec, TinyBert
+from compress.recipe.schema import ModelSpec, TinyModel
 from tests.conftest import run_cli
 
 LABELS = ["negative", "positive"]
@@ -37,7 +37,7 @@ def bundle(tmp_path_factory):
     targets = root / "targets"
     source = root / "source"
     spec = ModelSpec(
-        tiny=TinyBert(
+        tiny=TinyModel(
             hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, dropout=0.0
         )
     )

@@ -260,6 +260,18 @@ class DataRecord(Record):
     files: dict[str, str] = Field(default_factory=dict)
 
 
+class ModelRecord(Record):
+    """The starting model a run read: which [model] source and, for a hub model, the commit its
+    revision named then (keyed on, so a moved tag or branch rebuilds every stage)."""
+
+    source: str  # packaged | path | tiny | hub
+    hub: str | None = None
+    revision: str | None = None  # as the recipe asked ("main" when it gave none)
+    hub_commit: str | None = None
+    sha256: str | None = None  # the starting checkpoint as built: weights, config, tokenizer
+    cache_key: str | None = None  # `compress cache explain` shows what it hashes under "source"
+
+
 class FileRecord(Record):
     """A bundle file: path relative to the bundle, sha256, size."""
 
@@ -338,6 +350,7 @@ class Manifest(Record):
     recipe: RecipeRecord
     data: DataRecord
     environment: Environment
+    model: ModelRecord | None = None  # None in bundles written before it was recorded
     stages: tuple[StageRecord, ...]
     targets: tuple[TargetRecord, ...]
     regression: Comparison | None = None

@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from compress.data.batches import Text
 from compress.recipe.schema import DataSpec, PoolSpec
 
 MAX_FIELD = 1_000_000
@@ -24,7 +25,7 @@ MAX_FILE_BYTES = 2_000_000_000
 class Split:
     """One split's rows: texts, integer labels, and each row's line in its file (for messages)."""
 
-    texts: list[str]
+    texts: list[Text]  # a string per row, or a (text, pair) tuple with data.text_pair_column
     labels: list[int]
     lines: list[int] = field(default_factory=list)
 
@@ -57,8 +58,8 @@ def file_format(spec: DataSpec, path: Path) -> str:
     return {"tsv": "tsv", "csv": "csv", "jsonl": "jsonl", "json": "jsonl"}.get(suffix, "tsv")
 
 
-def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
-    """(line number, text, raw label) for every data row of a file."""
+def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, Text, str]]:
+    """(line number, text or text pair, raw label) for every data row of a file."""
     fmt = file_format(spec, path)
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
@@ -67,7 +68,8 @@ def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
         raw = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    rows: list[tuple[int, str, str]] = []
+    rows: list[tuple[int, Text, str]] = []
+    pair = spec.text_pair_column
     if fmt == "jsonl":
         for n, line in enumerate(raw.splitlines(), start=1):
             if not line.strip():
@@ -78,16 +80,19 @@ def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
                 raise DataError(f"{path}: line {n}: not valid JSON ({exc.msg})") from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}: line {n}: expected a JSON object")
-            for col in (spec.text_column, spec.label_column):
+            for col in (spec.text_column, spec.label_column, *([pair] if pair is not None else [])):
                 if str(col) not in obj:
                     raise DataError(f"{path}: line {n}: no key '{col}' (keys: {', '.join(map(str, obj))})")
-            rows.append((n, str(obj[str(spec.text_column)]), str(obj[str(spec.label_column)])))
+            text: Text = str(obj[str(spec.text_column)])
+            if pair is not None:
+                text = (str(text), str(obj[str(pair)]))
+            rows.append((n, text, str(obj[str(spec.label_column)])))
         return rows
     if fmt == "tsv":
         reader = csv.reader(raw.splitlines(), delimiter="\t", quoting=csv.QUOTE_NONE)
     else:
         reader = csv.reader(raw.splitlines(), delimiter=",", quoting=csv.QUOTE_MINIMAL)
-    text_idx, label_idx = spec.text_column, spec.label_column
+    text_idx, label_idx, pair_idx = spec.text_column, spec.label_column, pair
     start = 1
     if spec.header:
         header = next(reader, None)
@@ -95,15 +100,22 @@ def _read_rows(spec: DataSpec, path: Path) -> list[tuple[int, str, str]]:
             raise DataError(f"{path}: empty file (expected a header line)")
         text_idx = _column_index(path, header, spec.text_column, "text_column")
         label_idx = _column_index(path, header, spec.label_column, "label_column")
+        if pair is not None:
+            pair_idx = _column_index(path, header, pair, "text_pair_column")
         start = 2
-    elif not (isinstance(text_idx, int) and isinstance(label_idx, int)):
-        raise DataError(f"{path}: header = false, so text_column and label_column must be numbers")
+    elif not all(isinstance(i, int) for i in (text_idx, label_idx, *([pair] if pair is not None else []))):
+        raise DataError(
+            f"{path}: header = false, so text_column, label_column and text_pair_column must be numbers"
+        )
+    assert isinstance(text_idx, int) and isinstance(label_idx, int)  # resolved above
+    needed = max(text_idx, label_idx, pair_idx if isinstance(pair_idx, int) else 0)
     for n, row in enumerate(reader, start=start):
         if not row:
             continue
-        if max(text_idx, label_idx) >= len(row):
-            raise DataError(f"{path}: line {n}: {len(row)} columns, need column {max(text_idx, label_idx)}")
-        rows.append((n, row[text_idx], row[label_idx].strip()))
+        if needed >= len(row):
+            raise DataError(f"{path}: line {n}: {len(row)} columns, need column {needed}")
+        text = row[text_idx] if not isinstance(pair_idx, int) else (row[text_idx], row[pair_idx])
+        rows.append((n, text, row[label_idx].strip()))
     return rows
 
 
@@ -145,7 +157,7 @@ def read_split(spec: DataSpec, path: Path) -> Split:
         raise DataError(f"{path}: no data rows")
     texts, labels, lines = [], [], []
     for line, text, raw in rows:
-        if len(text) > MAX_FIELD:
+        if any(len(part) > MAX_FIELD for part in ((text,) if isinstance(text, str) else text)):
             raise DataError(f"{path}: line {line}: text longer than {MAX_FIELD} characters")
         texts.append(text)
         labels.append(_to_label(spec, path, line, raw))

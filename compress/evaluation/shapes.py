@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from compress.core.records import ShapeResult
-from compress.data.batches import pad_batch, tokenize
+from compress.data.batches import Text, pad_batch, tokenize
 from compress.evaluation.evaluate import measure_latency
 from compress.recipe.schema import ReleaseMatrixSpec, Shape
 from compress.runtimes import Predict
@@ -22,7 +22,7 @@ def shape_matrix(
     reference: Predict,
     candidate: Predict,
     tokenizer,
-    texts: list[str],
+    texts: list[Text],
     shapes: Sequence[Shape],
     rows: int | None,
     advance: Callable[..., None] | None = None,
@@ -79,7 +79,7 @@ def release_matrix(
     reference: Predict,
     candidate: Predict,
     tokenizer,
-    texts: list[str],
+    texts: list[Text],
     spec: ReleaseMatrixSpec,
     advance: Callable[..., None] | None = None,
 ) -> dict[str, ShapeResult]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from compress.core.errors import CompressError
+from compress.models.hub import resolve_hub
 from compress.models.packaged import packaged_model_dir
 from compress.recipe.schema import ModelSpec
 
@@ -27,18 +28,31 @@ def load_tokenizer(folder: Path):
     return AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
 
 
+def checkpoint_folder(spec: ModelSpec) -> Path:
+    """The folder a packaged, local or hub starting model loads from (a hub model's cached snapshot
+    at the commit `spec.revision` names now); not for a tiny model, which has none."""
+    if spec.hub is not None:
+        return resolve_hub(spec.hub, spec.revision).folder
+    if spec.path is not None:
+        return spec.path
+    return packaged_model_dir(str(spec.packaged))
+
+
 def build_source_model(
     spec: ModelSpec, num_labels: int, out: Path, label_names: list[str] | None = None
 ) -> None:
     """Write the starting checkpoint (weights + config + tokenizer) into `out`.
 
-    A packaged or local model gets a fresh classification head of `num_labels`; a tiny model is
-    built from a BertConfig with random weights and borrows the packaged MiniLM tokenizer. Both are
-    seeded by `model.seed`, so a fresh cache rebuilds the same starting point. With `label_names`
-    the config's id2label/label2id name the classes, and every artifact made from it carries them.
+    A packaged, local or hub model gets a fresh classification head of `num_labels`; a tiny model
+    is built from a config of its family with random weights and borrows the packaged MiniLM
+    tokenizer. Both are seeded by `model.seed`, so a fresh cache rebuilds the same starting point.
+    With `label_names` the config's id2label/label2id name the classes, and every artifact made
+    from it carries them.
     """
     import torch
-    from transformers import AutoModelForSequenceClassification, BertConfig, BertForSequenceClassification
+    from transformers import AutoModelForSequenceClassification
+
+    from compress.models.tiny import tiny_config
 
     torch.manual_seed(spec.seed)  # the new head's init decides a point of accuracy on SST-2: seed it
     names: dict = {}
@@ -50,23 +64,23 @@ def build_source_model(
     if spec.tiny is not None:
         tok_dir = packaged_model_dir("all-MiniLM-L6-v2")
         tokenizer = load_tokenizer(tok_dir)
-        config = BertConfig(
+        config = tiny_config(
+            spec.tiny.family,
             vocab_size=tokenizer.vocab_size,
             hidden_size=spec.tiny.hidden_size,
             num_hidden_layers=spec.tiny.num_hidden_layers,
             num_attention_heads=spec.tiny.num_attention_heads,
             intermediate_size=spec.tiny.intermediate_size,
-            hidden_dropout_prob=spec.tiny.dropout,
-            attention_probs_dropout_prob=spec.tiny.dropout,
-            max_position_embeddings=512,
+            dropout=spec.tiny.dropout,
             num_labels=num_labels,
+            pad_token_id=tokenizer.pad_token_id or 0,
             **names,
         )
-        model = BertForSequenceClassification(config)
+        model = AutoModelForSequenceClassification.from_config(config)
     else:
-        src = spec.path if spec.path is not None else packaged_model_dir(str(spec.packaged))
-        tokenizer = load_tokenizer(src)
+        src = checkpoint_folder(spec)
         try:
+            tokenizer = load_tokenizer(src)
             model = AutoModelForSequenceClassification.from_pretrained(
                 src,
                 num_labels=num_labels,
@@ -111,6 +125,21 @@ def load_classifier(folder: Path):
     except (OSError, ValueError, RuntimeError, SafetensorError) as exc:
         raise CompressError(f"cannot load checkpoint {folder}: {exc}") from None
     return model.eval()
+
+
+def forward_inputs(model) -> frozenset[str]:
+    """The input names the model's forward takes. Batches carry input_ids, attention_mask and
+    token_type_ids; DistilBERT and MPNet take no token_type_ids (a TypeError if given), so every
+    torch call site feeds only these (`only_inputs`). A wrapper (DDP) is looked through."""
+    import inspect
+
+    inner = getattr(model, "module", model)
+    return frozenset(inspect.signature(inner.forward).parameters)
+
+
+def only_inputs(batch: dict, names: frozenset[str]) -> dict:
+    """`batch` without the inputs a model does not take."""
+    return {k: v for k, v in batch.items() if k in names}
 
 
 def save_classifier(model, tokenizer, out: Path) -> None:

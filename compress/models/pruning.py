@@ -1,61 +1,104 @@
-"""Structured pruning of BERT-class encoders: score heads and FFN neurons, choose, cut, count.
+"""Structured pruning of encoder families: score heads and FFN neurons, choose, cut, count.
 
 Cutting makes Linear layers physically smaller (no masks), so the speed-up is real on any runtime.
-Head removal goes through transformers' own `prune_heads`, which records `config.pruned_heads` so a
-plain `from_pretrained` rebuilds the same shapes; FFN removal slices the two FFN Linear layers and,
-when every layer keeps the same width, updates `config.intermediate_size` for the same reason.
-Written against transformers 4.57 (BERT's `head_mask` input and `prune_heads`; 5.x removes both).
+Where each family keeps its projections comes from `architectures.FAMILIES`; the surgery is ours
+(row/column slices of the projections, then the attention's head-count attributes), not
+transformers' `prune_heads`/`head_mask`, which 5.x removes and several families never had.
+Reload: for families whose transformers code rebuilds pruned heads (`native_pruned_heads`) the kept
+shapes go to `config.pruned_heads` and `config.intermediate_size`, so plain `from_pretrained` works
+when every layer keeps the same FFN width; otherwise `compress_kept_heads` and/or
+`compress_intermediate_sizes` are written and `loading.load_classifier` rebuilds the shapes through
+`apply_ffn_sizes` before a strict load.
 """
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 
 from compress.data.batches import pad_batch
-
-
-def layers(model):
-    return model.base_model.encoder.layer
-
-
-def head_counts(model) -> list[int]:
-    return [layer.attention.self.num_attention_heads for layer in layers(model)]
-
-
-def ffn_sizes(model) -> list[int]:
-    return [layer.intermediate.dense.out_features for layer in layers(model)]
+from compress.models.architectures import (
+    Family,
+    attr_path,
+    family_of,
+    ffn_sizes,
+    has_path,
+    head_counts,
+    head_size,
+    hook_position_bias,
+    kept_heads,
+    layers,
+    relative_position_macs,
+    set_path,
+)
+from compress.models.architectures import (
+    plan_shape as plan_shape,  # re-exported: the stage plans with it
+)
 
 
 def gradient_importance(
     model, batches: list[tuple[dict, torch.Tensor]]
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Michel et al. (2019) head importance |dL/d mask_h| and first-order Taylor FFN importance
-    |sum(activation * dL/d activation)|, both summed over `batches` of (inputs, labels)."""
-    config = model.config
-    head_mask = torch.ones(config.num_hidden_layers, config.num_attention_heads, requires_grad=True)
-    heads = torch.zeros(config.num_hidden_layers, config.num_attention_heads)
+    """Michel et al. (2019) head importance |dL/d gate_h| and first-order Taylor FFN importance
+    |sum(activation * dL/d activation)|, both summed over `batches` of (inputs, labels).
+
+    The gate is ours (no `head_mask`): a ones tensor that multiplies each head's context where it
+    enters the attention output projection, which is what BERT's head_mask did, for every family.
+    The FFN activation is the input of the FFN output projection (for gated FFNs the gated product).
+    A shared layer (ALBERT) is gated by one gate at every depth, and its Taylor terms are summed over
+    its uses before the absolute value: removing the neuron removes it everywhere.
+    """
+    family = family_of(model)
+    blocks = layers(model)
+    counts = head_counts(model)
+    # DistilBERT, MPNet and ModernBERT take no token_type_ids (loading.forward_inputs; importing it
+    # here would make an import cycle, the loader imports this module)
+    names = set(inspect.signature(model.forward).parameters)
+    if len(set(counts)) != 1:
+        raise ValueError(f"head scoring needs the same head count in every layer, not {counts}")
+    device = next(model.parameters()).device
+    gate = torch.ones(len(blocks), counts[0], device=device, requires_grad=True)
+    heads = torch.zeros(len(blocks), counts[0])
     ffn = [torch.zeros(n) for n in ffn_sizes(model)]
-    activations: list[torch.Tensor] = []
+    activations: list[tuple[int, torch.Tensor]] = []
 
-    def keep(_module, _inputs, output):
-        output.retain_grad()
-        activations.append(output)
+    def gated(i: int, n: int, d: int):
+        def hook(_module, args):
+            x = args[0]
+            return ((x.unflatten(-1, (n, d)) * gate[i].to(x.dtype)[:, None]).flatten(-2), *args[1:])
 
-    hooks = [layer.intermediate.register_forward_hook(keep) for layer in layers(model)]
+        return hook
+
+    def keep(i: int):
+        def hook(_module, args):
+            args[0].retain_grad()
+            activations.append((i, args[0]))
+
+        return hook
+
+    hooks = []
+    for i, layer in enumerate(blocks):
+        out = attr_path(layer, family.attention_out)
+        hooks.append(out.register_forward_pre_hook(gated(i, counts[i], head_size(layer, family))))
+        hooks.append(attr_path(layer, family.ffn_out).register_forward_pre_hook(keep(i)))
     model.eval()  # no dropout: scores must not depend on which units happened to drop
     try:
         for inputs, labels in batches:
             activations.clear()
-            logits = model(**inputs, head_mask=head_mask).logits
+            logits = model(**{k: v for k, v in inputs.items() if k in names}).logits
             loss = torch.nn.functional.cross_entropy(logits.float(), labels)
             model.zero_grad(set_to_none=True)
-            head_mask.grad = None
+            gate.grad = None
             loss.backward()
-            assert head_mask.grad is not None  # backward() fills it: the mask feeds every head
-            heads += head_mask.grad.abs().detach()
-            for i, act in enumerate(activations):
+            assert gate.grad is not None  # backward() fills it: the gate feeds every head
+            heads += gate.grad.abs().detach().cpu()
+            taylor = [torch.zeros(n) for n in ffn_sizes(model)]
+            for i, act in activations:
                 assert act.grad is not None  # retained by the hook
-                ffn[i] += (act * act.grad).sum(dim=(0, 1)).abs().detach()
+                taylor[i] += (act * act.grad).sum(dim=tuple(range(act.dim() - 1))).detach().cpu()
+            for i, t in enumerate(taylor):
+                ffn[i] += t.abs()
     finally:
         for hook in hooks:
             hook.remove()
@@ -63,24 +106,36 @@ def gradient_importance(
     return heads, ffn
 
 
+def _head_weights(layer, family: Family) -> list[torch.Tensor]:
+    """Every row-block weight a head owns, as (heads, head size, in) views of its projections."""
+    n = getattr(attr_path(layer, family.heads_module), family.heads_attr)
+    d = head_size(layer, family)
+    if family.fused_qkv:  # rows [q | k | v]: each part is heads x head size
+        w = attr_path(layer, family.query).weight.detach().view(3, n, d, -1)
+        return [w[0], w[1], w[2]]
+    paths = (family.query, family.key, family.value, *family.head_projections)
+    return [attr_path(layer, p).weight.detach().view(n, d, -1) for p in paths if has_path(layer, p)]
+
+
 def magnitude_importance(model) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Weight-norm importance: the L2 norm of every weight a head or neuron owns. Cheap, no data."""
+    family = family_of(model)
     rows = []
     ffn = []
     for layer in layers(model):
-        att = layer.attention
-        n, d = att.self.num_attention_heads, att.self.attention_head_size
-        per_head = sum(
-            lin.weight.detach().view(n, d, -1).pow(2).sum(dim=(1, 2))
-            for lin in (att.self.query, att.self.key, att.self.value)
-        ) + att.output.dense.weight.detach().view(-1, n, d).pow(2).sum(dim=(0, 2))
+        n, d = getattr(attr_path(layer, family.heads_module), family.heads_attr), head_size(layer, family)
+        out = attr_path(layer, family.attention_out).weight.detach()
+        per_head = sum(w.pow(2).sum(dim=(1, 2)) for w in _head_weights(layer, family)) + out.view(
+            -1, n, d
+        ).pow(2).sum(dim=(0, 2))
         rows.append(per_head.sqrt())
-        ffn.append(
-            (
-                layer.intermediate.dense.weight.detach().pow(2).sum(dim=1)
-                + layer.output.dense.weight.detach().pow(2).sum(dim=0)
-            ).sqrt()
-        )
+        w_in = attr_path(layer, family.ffn_in).weight.detach()
+        w_out = attr_path(layer, family.ffn_out).weight.detach()
+        width = w_out.shape[1]
+        # a gated FFN's neuron i owns input row i and gate row width + i
+        rows_in = w_in.view(2, width, -1).transpose(0, 1) if family.ffn_gated else w_in.view(width, 1, -1)
+        ffn_in = rows_in.pow(2).sum(dim=(1, 2))
+        ffn.append((ffn_in + w_out.pow(2).sum(dim=0)).sqrt())
     return torch.stack(rows), ffn
 
 
@@ -154,68 +209,160 @@ def select_ffn(
 
 
 def _slice_linear(linear: torch.nn.Linear, index: torch.Tensor, dim: int) -> torch.nn.Linear:
+    index = index.to(linear.weight.device)
     weight = linear.weight.detach().index_select(dim, index).clone()
-    bias = linear.bias.detach().clone() if dim == 1 else linear.bias.detach()[index].clone()
-    new = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=True)
+    shape = {"device": weight.device, "dtype": weight.dtype}
+    new = torch.nn.Linear(weight.shape[1], weight.shape[0], bias=linear.bias is not None, **shape)
     new.weight.data.copy_(weight)
-    new.bias.data.copy_(bias)
+    if linear.bias is not None:
+        bias = linear.bias.detach().clone() if dim == 1 else linear.bias.detach()[index].clone()
+        new.bias.data.copy_(bias)
     return new
 
 
-def prune_ffn(model, keep: list[list[int]]) -> None:
-    """Shrink each layer's FFN to the neurons in `keep` and record the sizes in the config."""
-    for layer, idx in zip(layers(model), keep, strict=True):
-        index = torch.tensor(idx, dtype=torch.long)
-        layer.intermediate.dense = _slice_linear(layer.intermediate.dense, index, 0)
-        layer.output.dense = _slice_linear(layer.output.dense, index, 1)
-    sizes = [len(k) for k in keep]
+def _cut_ffn(layer, family: Family, idx: list[int]) -> None:
+    index = torch.tensor(idx, dtype=torch.long)
+    rows = index
+    if family.ffn_gated:  # keep neuron i's input row i and its gate row width + i
+        rows = torch.cat([index, index + attr_path(layer, family.ffn_out).in_features])
+    set_path(layer, family.ffn_in, _slice_linear(attr_path(layer, family.ffn_in), rows, 0))
+    set_path(layer, family.ffn_out, _slice_linear(attr_path(layer, family.ffn_out), index, 1))
+
+
+def _record_shapes(model) -> None:
+    """Write the kept FFN widths where the loader finds them: `intermediate_size` when uniform (plain
+    transformers rebuilds that), `compress_intermediate_sizes` when not, or when heads were recorded
+    for the compress loader (that key is what sends `load_classifier` through `apply_ffn_sizes`)."""
+    family = family_of(model)
+    sizes = ffn_sizes(model)
     if len(set(sizes)) == 1:
-        model.config.intermediate_size = sizes[0]
+        setattr(model.config, family.ffn_key, sizes[0])
+    if len(set(sizes)) == 1 and not getattr(model.config, "compress_kept_heads", None):
         if hasattr(model.config, "compress_intermediate_sizes"):
             del model.config.compress_intermediate_sizes
     else:
         model.config.compress_intermediate_sizes = sizes
 
 
+def prune_ffn(model, keep: list[list[int]]) -> None:
+    """Shrink each layer's FFN to the neurons in `keep` and record the sizes in the config."""
+    family = family_of(model)
+    for layer, idx in zip(layers(model), keep, strict=True):
+        _cut_ffn(layer, family, idx)
+    _record_shapes(model)
+
+
+def _head_rows(positions: list[int], d: int) -> torch.Tensor:
+    return torch.cat([torch.arange(p * d, (p + 1) * d) for p in positions])
+
+
+def _cut_heads(layer, family: Family, positions: list[int]) -> None:
+    """Keep the heads at `positions` (current numbering): slice the rows of every per-head projection
+    and the input columns of the output projection, then tell the attention its new shape."""
+    att = attr_path(layer, family.heads_module)
+    n, d = getattr(att, family.heads_attr), head_size(layer, family)
+    rows = _head_rows(positions, d)
+    if family.fused_qkv:  # one Linear, rows [q | k | v]: the same heads from each third
+        fused = torch.cat([part * n * d + rows for part in range(3)])
+        set_path(layer, family.query, _slice_linear(attr_path(layer, family.query), fused, 0))
+    else:
+        for path in (family.query, family.key, family.value, *family.head_projections):
+            if has_path(layer, path):  # DeBERTa's position projections exist only without share_att_key
+                set_path(layer, path, _slice_linear(attr_path(layer, path), rows, 0))
+    set_path(layer, family.attention_out, _slice_linear(attr_path(layer, family.attention_out), rows, 1))
+    setattr(att, family.heads_attr, len(positions))
+    setattr(att, family.width_attr, len(positions) * d)
+
+
+def prune_heads(model, heads: dict[int, list[int]]) -> None:
+    """Remove heads {layer: [original head indices]} and record what each layer kept.
+
+    Families whose transformers code rebuilds pruned heads get `config.pruned_heads` in transformers'
+    format (plain from_pretrained reloads them); the others get `compress_kept_heads`.
+    """
+    family = family_of(model)
+    blocks = layers(model)
+    kept = kept_heads(model)
+    for i, remove in sorted(heads.items()):
+        drop = set(remove)
+        positions = [p for p, h in enumerate(kept[i]) if h not in drop]
+        if len(positions) == len(kept[i]):
+            continue
+        _cut_heads(blocks[i], family, positions)
+        kept[i] = [kept[i][p] for p in positions]
+        owner = attr_path(blocks[i], family.heads_module.rpartition(".")[0] or family.heads_module)
+        if isinstance(getattr(owner, "pruned_heads", None), set):  # transformers' own bookkeeping
+            owner.pruned_heads = owner.pruned_heads | drop
+        if family.position_bias_heads:
+            hook_position_bias(blocks[i], family, kept[i])
+    total = int(getattr(model.config, family.num_heads_key))
+    if family.native_pruned_heads:
+        model.config.pruned_heads = {
+            i: [h for h in range(total) if h not in k] for i, k in enumerate(kept) if len(k) < total
+        }
+    else:
+        model.config.compress_kept_heads = kept
+    _record_shapes(model)
+
+
 def apply_ffn_sizes(model, sizes: list[int]) -> None:
-    """Give a freshly built model per-layer FFN widths (the loader's half of non-uniform pruning)."""
-    for layer, n in zip(layers(model), sizes, strict=True):
-        d = layer.intermediate.dense.in_features
-        layer.intermediate.dense = torch.nn.Linear(d, n)
-        layer.output.dense = torch.nn.Linear(n, d)
+    """Give a freshly built model the pruned shapes its config records (the loader's half): the
+    kept heads of `compress_kept_heads`, then the per-layer FFN widths `sizes`. Weights are
+    placeholders: the loader then loads the checkpoint strictly."""
+    family = family_of(model)
+    blocks = layers(model)
+    recorded = getattr(model.config, "compress_kept_heads", None)  # native families: from_config did it
+    for layer, kept in zip(blocks, recorded, strict=True) if recorded else ():
+        _cut_heads(layer, family, list(range(len(kept))))
+        if family.position_bias_heads:
+            hook_position_bias(layer, family, kept)
+    for layer, n in zip(blocks, sizes, strict=True):
+        _cut_ffn(layer, family, list(range(n)))
 
 
 def encoder_macs(model, batch: int, sequence: int) -> int:
     """Multiply-accumulates of the encoder at batch x sequence, counted from the actual layer shapes:
-    Q/K/V and output projections, the two attention matmuls, and the two FFN projections."""
-    d = model.config.hidden_size
+    Q/K/V and output projections, the two attention matmuls, and the FFN projections (three for a
+    gated FFN). A shared layer (ALBERT) counts once per use."""
+    family = family_of(model)
+    d = int(getattr(model.config, family.hidden_key))
     s = sequence
+    blocks = layers(model)
+    # ALBERT runs each group (all its inner layers) num_hidden_layers / groups times
+    uses = int(getattr(model.config, family.num_layers_key)) // len(
+        attr_path(model.base_model, family.layers)
+    )
+    matrices = 3 if family.ffn_gated else 2
     total = 0
-    for layer in layers(model):
-        inner = layer.attention.self.all_head_size  # kept heads x head size
-        ffn = layer.intermediate.dense.out_features
-        total += 3 * s * d * inner + 2 * s * s * inner + s * inner * d + 2 * s * d * ffn
+    for layer in blocks:
+        att = attr_path(layer, family.heads_module)
+        inner = getattr(att, family.width_attr)  # kept heads x head size
+        ffn = attr_path(layer, family.ffn_out).in_features
+        macs = 3 * s * d * inner + 2 * s * s * inner + s * inner * d + matrices * s * d * ffn
+        total += uses * (macs + relative_position_macs(att, s, inner, d))
     return batch * total
 
 
 def parameter_counts(model) -> dict[str, int]:
+    """Parameters of the (distinct) encoder layers and of the whole model."""
     return {
-        "encoder": sum(p.numel() for p in model.base_model.encoder.parameters()),
+        "encoder": sum(p.numel() for layer in layers(model) for p in layer.parameters()),
         "total": sum(p.numel() for p in model.parameters()),
     }
 
 
 def fraction_for_macs(
-    n_layers: int, n_heads: int, hidden: int, ffn: int, target: float, sequence: int
+    n_layers: int, n_heads: int, hidden: int, ffn: int, target: float, sequence: int, ffn_matrices: int = 2
 ) -> float:
     """The smallest fraction f that, removed from both heads and FFN neurons, cuts encoder MACs by
-    at least `target` (heads are whole units, so f moves in steps of one head of the model)."""
+    at least `target` (heads are whole units, so f moves in steps of one head of the model). A gated
+    FFN has `ffn_matrices` = 3 (ModernBERT's Wi is two matrices wide)."""
     d, s = hidden, sequence
     head_size = hidden // n_heads
 
     def macs(heads: int, width: int) -> int:
         inner = heads * head_size
-        return 3 * s * d * inner + 2 * s * s * inner + s * inner * d + 2 * s * d * width
+        return 3 * s * d * inner + 2 * s * s * inner + s * inner * d + ffn_matrices * s * d * width
 
     full = macs(n_heads, ffn)
     for step in range(1, n_layers * n_heads):

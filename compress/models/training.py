@@ -26,6 +26,7 @@ import torch
 from compress.core.environment import cpu_has_native_bf16
 from compress.data.batches import pad_batch
 from compress.models import distributed
+from compress.models.loading import forward_inputs, only_inputs
 from compress.recipe.schema import TrainSettings
 
 
@@ -88,13 +89,14 @@ def dev_accuracy(model, ids, labels, pad_id, device, autocast) -> float:
     """Accuracy on the dev rows, each process scoring its share of every chunk. Every process makes
     the same number of forward calls (a sharded model needs all of them in each one)."""
     model.eval()
+    names = forward_inputs(model)
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     correct = 0
     with torch.inference_mode(), autocast():
         for start in range(0, len(order), 128):
             mine = distributed.share(order[start : start + 128])
             rows = mine or order[start : start + 1]  # a stand-in row, not counted
-            batch = to_device(pad_batch([ids[i] for i in rows], pad_id), device)
+            batch = to_device(only_inputs(pad_batch([ids[i] for i in rows], pad_id), names), device)
             pred = model(**batch).logits.argmax(-1).cpu().numpy()
             if mine:
                 correct += int((pred == np.asarray([labels[i] for i in rows])).sum())
@@ -254,6 +256,7 @@ def _backward(
     passes, each weighted so the summed gradient is the whole batch's; the losses to show."""
     world = distributed.current()
     parts = micro_batches(distributed.share(rows), job.settings.gradient_accumulation_steps)
+    names = forward_inputs(job.model)
     shown = []
     for j, part in enumerate(parts):
         last = j == len(parts) - 1
@@ -262,7 +265,8 @@ def _backward(
         if not part:  # every process makes the same passes: a sharded model needs it
             part, weight = rows[:1], 0.0
         with _gradient_sync(trained, world, sharded, last):
-            batch = to_device(pad_batch([job.train_ids[i] for i in part], job.pad_id), world.device)
+            padded = pad_batch([job.train_ids[i] for i in part], job.pad_id)
+            batch = to_device(only_inputs(padded, names), world.device)
             labels = torch.tensor([job.train_labels[i] for i in part], device=world.device)
             with autocast():
                 loss = loss_fn(trained(**batch).logits, labels, batch)

@@ -1,13 +1,7 @@
-"""A Hugging Face model card (README.md) for every target folder of a bundle.
-
-A target folder is what gets copied onward (to a hub repo, a model registry, a device), away from
-the bundle's report.md and manifest.json; the card keeps the verdict, the gates and how the model
-was made with it, in the format the hub and `huggingface_hub.ModelCard.load` read. It is rendered
-from the typed manifest records only (the same ones report.md comes from), so it says nothing the
-manifest does not; the bundle writer lists and hashes it like every other file.
-
-huggingface_hub is imported inside the functions: it reads HF_HUB_OFFLINE when first imported,
-and compress.models.loading sets that before anything of the hub's is loaded.
+"""A Hugging Face model card (README.md) for every target folder of a bundle: a target folder gets
+copied onward (hub, registry, device) away from report.md, so the card carries the verdict, the gates
+and how the model was made, rendered from the typed manifest records only. huggingface_hub is imported
+inside functions, after compress.models.loading has set HF_HUB_OFFLINE (read at its first import).
 """
 
 from __future__ import annotations
@@ -73,8 +67,7 @@ def _resolved(manifest: Manifest, table: str) -> dict[str, Any]:
 
 
 def starting_model(manifest: Manifest) -> tuple[str | None, str]:
-    """`base_model` as the recipe recorded it (a packaged model's hub id, a local checkpoint's path;
-    None for a tiny model with random weights, which has none) and a sentence on it."""
+    """`base_model` (a hub id, a local checkpoint's path; None for a tiny model) and a sentence on it."""
     model = _resolved(manifest, "model")
     if model.get("packaged"):
         hub = PACKAGED_HUB_IDS.get(model["packaged"])
@@ -82,6 +75,9 @@ def starting_model(manifest: Manifest) -> tuple[str | None, str]:
         return hub or model["packaged"], f"the packaged model `{model['packaged']}`{where}"
     if model.get("path"):
         return str(model["path"]), f"the local checkpoint `{model['path']}`"
+    if model.get("hub"):  # the commit its revision named is the manifest's model record
+        commit = manifest.model.hub_commit if manifest.model is not None else None
+        return model["hub"], f"the hub model `{model['hub']}` at commit {commit or '(not recorded)'}"
     if isinstance(model.get("tiny"), dict):
         return None, (
             f"a tiny BERT built from its config with random weights ({_pairs(model['tiny'])}; "
@@ -331,11 +327,11 @@ SNIPPETS = {  # runtime -> (what to say first, the code); FOLDER is the target f
         "# inputs input_ids, attention_mask, token_type_ids (int64, batch x sequence in the engine's\n"
         "# profile): context.set_input_shape and set_tensor_address each, then execute_async_v3",
     ),
-    "uneven": (  # torch, pruned to FFN widths that differ per layer
-        "Its FFN widths differ per layer (`compress_intermediate_sizes` in config.json), which plain "
-        "transformers cannot rebuild: load it with compress's own loader.",
-        'from compress.models.loading import load_classifier, load_tokenizer\n\nfolder = "FOLDER"\n'
-        "model = load_classifier(folder)\ntokenizer = load_tokenizer(folder)",
+    "uneven": (  # torch, pruned to shapes plain transformers cannot rebuild
+        "Its pruned shapes (per-layer FFN widths or kept heads, `compress_*` keys in config.json) are "
+        "more than this family's transformers code can rebuild: load it with compress.",
+        'import compress\nfrom transformers import AutoTokenizer\n\nfolder = "FOLDER"\n'
+        "model = compress.load_pretrained(folder)\ntokenizer = AutoTokenizer.from_pretrained(folder)",
     ),
 }
 
@@ -343,7 +339,10 @@ SNIPPETS = {  # runtime -> (what to say first, the code); FOLDER is the target f
 def usage_lines(manifest: Manifest, target: TargetRecord) -> list[str]:
     """How to load this folder in its runtime, as a snippet run from the bundle folder."""
     kind = target.runtime
-    if kind == "torch" and any(s.metrics.get("uniform_ffn") is False for s in lineage(manifest, target)):
+    if kind == "torch" and any(
+        s.metrics.get("uniform_ffn") is False or s.metrics.get("loads_with") == "compress.load_pretrained"
+        for s in lineage(manifest, target)
+    ):
         kind = "uneven"
     folder = target.artifact or f"targets/{target.name}"
     note, code = SNIPPETS.get(kind, (f"No loading example for runtime {target.runtime}.", ""))

@@ -12,7 +12,7 @@ from compress.core import cache
 from compress.core.artifact import Artifact
 from compress.core.code import code_hash
 from compress.core.hashing import tree_sha256
-from compress.core.records import Evaluation, ReleaseMatrix, ShapeResult
+from compress.core.records import Evaluation, ModelRecord, ReleaseMatrix, ShapeResult
 from compress.evaluation.evaluate import evaluate_artifact, predict_labels
 from compress.evaluation.shapes import matrix_problems, release_matrix
 from compress.models.loading import build_source_model, load_tokenizer
@@ -23,29 +23,51 @@ from compress.recipe.schema import Shape
 from compress.runtimes import RUNTIMES
 
 
-def source_key(inputs: RunInputs) -> str:
-    """The starting checkpoint's cache key: the [model] table (a local checkpoint by content), the
-    labels, the toolchain and the loader's code."""
+def source_parts(inputs: RunInputs) -> dict:
+    """What the starting checkpoint's cache key hashes: the [model] table (a local checkpoint by
+    content, a hub model by the commit its revision names), the labels, the toolchain and the
+    loader's code. Every stage's key chains on it, so a moved hub tag rebuilds them all."""
     spec = inputs.loaded.recipe.model
     label_names = inputs.loaded.recipe.data.label_names
     identity = spec.model_dump(mode="json")
     if spec.path is not None:
         identity["content"] = tree_sha256(spec.path)
+    if spec.hub is not None:
+        identity["hub_commit"] = inputs.hub_commit
     if label_names is not None:  # they go into config.json
         identity["label_names"] = label_names
-    return cache.json_key(
-        {
-            "model": identity,
-            "num_labels": inputs.n_labels,
-            "versions": inputs.environment.versions,
-            "code": code_hash("compress.models.loading"),
-        }
+    return {
+        "model": identity,
+        "num_labels": inputs.n_labels,
+        "versions": inputs.environment.versions,
+        "code": code_hash("compress.models.loading"),
+    }
+
+
+def source_key(inputs: RunInputs) -> str:
+    """The starting checkpoint's cache key: a hash of `source_parts`."""
+    return cache.json_key(source_parts(inputs))
+
+
+def model_record(inputs: RunInputs, source: Artifact) -> ModelRecord:
+    """The manifest's `model`: where the starting model came from, and a hub model's commit."""
+    spec = inputs.loaded.recipe.model
+    return ModelRecord(
+        source=spec.source,
+        hub=spec.hub,
+        revision=(spec.revision or "main") if spec.hub is not None else None,
+        hub_commit=inputs.hub_commit,
+        sha256=source.sha256,
+        cache_key=source.key,
     )
 
 
 def source_checkpoint(inputs: RunInputs) -> Artifact:
-    """The starting model as a cached checkpoint folder, so every later key hashes real content."""
+    """The starting model as a cached checkpoint folder, so every later key hashes real content.
+    A hub model is built from the commit its key names, even if its tag has moved since."""
     spec = inputs.loaded.recipe.model
+    if spec.hub is not None:
+        spec = spec.model_copy(update={"revision": inputs.hub_commit})
     label_names = inputs.loaded.recipe.data.label_names
     key = source_key(inputs)
 

@@ -12,7 +12,7 @@ from compress.core.code import closure
 from compress.core.errors import CompressError
 from compress.core.progress import Reporter
 from compress.core.records import ArtifactRecord
-from compress.pipeline.assess import source_key
+from compress.pipeline.assess import source_key, source_parts
 from compress.pipeline.execute import key_parts
 from compress.pipeline.state import RunState, read_inputs
 from compress.recipe.load import LoadedRecipe
@@ -20,15 +20,16 @@ from compress.recipe.stages import enabled_stages
 
 
 def explain(loaded: LoadedRecipe, out_root: Path, stage_name: str) -> dict:
-    """The stage's key, whether the cache holds it, the parts it hashes and the modules of its code.
-    Earlier stages must be cached: a stage's key holds what they made."""
+    """The stage's key, whether the cache holds it, the parts it hashes and the modules of its code,
+    and the starting model's key and parts (a hub model's commit among them), which every stage's
+    key chains on. Earlier stages must be cached: a stage's key holds what they made."""
     names = [s.name for s in enabled_stages(loaded.recipe)]
     if stage_name not in names:
         raise CompressError(f"{stage_name}: not a stage of this recipe (stages: {', '.join(names)})")
     root = out_root / ".cache"
     inputs = read_inputs(loaded, Cache(root, "explain", loaded.name), Reporter(quiet=True))
     state = RunState()
-    key = source_key(inputs)
+    key = source = source_key(inputs)
     entry = read_entry(root / "source" / key)
     if entry is None:
         raise CompressError(f"{loaded.path}: nothing of this recipe is cached in {root} yet: run it first")
@@ -47,6 +48,7 @@ def explain(loaded: LoadedRecipe, out_root: Path, stage_name: str) -> dict:
                 "cached": entry is not None,
                 "parts": parts,
                 "code_modules": list(closure(stage.module)),
+                "source": {"key": source, "parts": source_parts(inputs)},  # the starting model's key
             }
         if entry is None:
             raise CompressError(

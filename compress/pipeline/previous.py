@@ -9,6 +9,7 @@ from compress.core.records import (
     Comparison,
     ComparisonRow,
     Manifest,
+    ModelRecord,
     RecipeRecord,
     RunRef,
     Tolerances,
@@ -47,10 +48,14 @@ def previous_run(loaded: LoadedRecipe, out_root: Path, override: Path | None) ->
 
 
 def comparison_with(
-    previous: tuple[Manifest, str], rows: Sequence[ComparisonRow], recipe: RecipeRecord, inputs: RunInputs
+    previous: tuple[Manifest, str],
+    rows: Sequence[ComparisonRow],
+    recipe: RecipeRecord,
+    inputs: RunInputs,
+    model: ModelRecord | None = None,
 ) -> Comparison:
     """The comparison record of this run (its judged rows) against `previous` (manifest, where found)."""
     manifest, where = previous
-    changed = regression.what_changed(manifest, recipe, inputs.data, inputs.environment)
+    changed = regression.what_changed(manifest, recipe, inputs.data, inputs.environment, model)
     candidate = RunRef(recipe_name=inputs.loaded.name)
     return regression.comparison(manifest, candidate, rows, changed, tolerances(inputs.loaded), where)

@@ -19,7 +19,7 @@ from compress.core.errors import CompressError
 from compress.core.progress import Reporter
 from compress.core.records import ChainRecord, Manifest, RecipeRecord, StageRecord
 from compress.output import bundle
-from compress.pipeline.assess import artifact_points, perturb_targets, source_checkpoint
+from compress.pipeline.assess import artifact_points, model_record, perturb_targets, source_checkpoint
 from compress.pipeline.execute import execute, stage_key
 from compress.pipeline.previous import comparison_with, previous_run
 from compress.pipeline.state import Made, RunInputs, RunState, read_inputs
@@ -120,9 +120,10 @@ def _judged_manifest(
         chain=[ChainRecord(path=str(f.path), sha256=f.sha256) for f in loaded.chain],
         overrides=list(loaded.overrides),
     )
+    model = model_record(inputs, source)
     comparison = None
     if previous is not None and judged.regression is not None:
-        comparison = comparison_with(previous, judged.regression, recipe_record, inputs)
+        comparison = comparison_with(previous, judged.regression, recipe_record, inputs, model)
         inputs.reporter.info(
             f"regression vs {previous[1]}: "
             + ("[red]breached[/]" if comparison.breached else "no regression beyond tolerance")
@@ -145,6 +146,7 @@ def _judged_manifest(
         recipe=recipe_record,
         data=inputs.data,
         environment=inputs.environment,
+        model=model,
         stages=tuple(state.stages),
         targets=tuple(judged.targets),
         regression=comparison,

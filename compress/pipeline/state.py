@@ -14,6 +14,7 @@ from compress.core.hashing import file_sha256, json_sha256
 from compress.core.progress import Reporter
 from compress.core.records import CpuInfo, DataRecord, Environment, Evaluation, StageRecord
 from compress.data.splits import Split, Splits, load_pool, load_splits, num_labels
+from compress.models.hub import resolve_hub
 from compress.pipeline.judge import Candidate
 from compress.recipe.load import LoadedRecipe
 
@@ -31,6 +32,7 @@ class RunInputs:
     reporter: Reporter
     pool: Split | None = None  # [evaluation.pool]'s rows, in their drawing order
     pool_id: str = ""  # what the pool is, by content (part of its answers' cache keys)
+    hub_commit: str | None = None  # the commit a hub model's revision named when the run began
 
     def environment_key(self) -> dict:
         """The part of the environment that can change a measured figure (cache keys)."""
@@ -58,7 +60,9 @@ def read_inputs(loaded: LoadedRecipe, cache: Cache, reporter: Reporter) -> RunIn
         pool = load_pool(recipe.data, spec)
         source = file_sha256(spec.file) if spec.file is not None else data.files["train"]
         pool_id = json_sha256({"spec": spec.model_dump(mode="json", exclude={"file"}), "source": source})
-    return RunInputs(loaded, splits, n_labels, environment, data, cache, reporter, pool, pool_id)
+    model = recipe.model  # resolved once: the whole run reads the one commit, whatever moves meanwhile
+    hub_commit = resolve_hub(model.hub, model.revision).commit if model.hub is not None else None
+    return RunInputs(loaded, splits, n_labels, environment, data, cache, reporter, pool, pool_id, hub_commit)
 
 
 @dataclass(frozen=True)

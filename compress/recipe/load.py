@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from compress.core.errors import CompressError
 from compress.core.hashing import json_sha256
 from compress.data.splits import DataError, check_data_files, load_pool
+from compress.models.hub import resolve_hub
 from compress.models.packaged import packaged_model_dir
 from compress.recipe.compose import compose
 from compress.recipe.locate import Source, where
@@ -186,6 +187,8 @@ def _check_files(recipe: Recipe, text: Locator) -> list[str]:
             )
         else:
             problems += [f"{at}: {bad}" for bad in _unreadable_safetensors(p)]
+    if recipe.model.hub is not None:
+        problems += _check_hub(recipe.model, text)
     pool = recipe.evaluation.pool
     if pool is not None and pool.file is not None and not pool.file.is_file():
         problems.append(f"{where(('evaluation', 'pool', 'file'), text)}: file not found: {pool.file}")
@@ -205,6 +208,16 @@ def _check_files(recipe: Recipe, text: Locator) -> list[str]:
     return problems
 
 
+def _check_hub(spec: ModelSpec, text: Locator) -> list[str]:
+    """The hub model is in the local cache at that revision, and loads without code."""
+    at = where(("model", "hub"), text)
+    try:
+        snapshot = resolve_hub(str(spec.hub), spec.revision)
+    except CompressError as exc:
+        return [f"{at}: {exc}"]
+    return [f"{at}: {bad}" for bad in _unreadable_safetensors(snapshot.folder)]
+
+
 def _check_pool(recipe: Recipe, pool: PoolSpec, text: Locator) -> list[str]:
     """The pool reads like the splits, and its labels are ones the model knows."""
     at = where(("evaluation", "pool", "file" if pool.file is not None else "unused_train"), text)
@@ -220,18 +233,33 @@ def _check_pool(recipe: Recipe, pool: PoolSpec, text: Locator) -> list[str]:
     return []
 
 
-def _model_shape(spec: ModelSpec) -> tuple[int, int]:
-    """(layers, heads per layer) of the starting model, read from its config without loading it."""
+def _model_shape(spec: ModelSpec) -> tuple[int, int] | str:
+    """(layers, heads per layer) of the starting model, read from its config without loading it;
+    or why its family cannot be pruned."""
+    from compress.models.architectures import layers_and_heads, prunable_family, unsupported
+
     if spec.tiny is not None:
+        if prunable_family(spec.tiny.family) is None:  # tiny families are named by model_type
+            return unsupported(spec.tiny.family)
         return spec.tiny.num_hidden_layers, spec.tiny.num_attention_heads
-    folder = spec.path if spec.path is not None else packaged_model_dir(str(spec.packaged))
+    if spec.hub is not None:
+        folder = resolve_hub(spec.hub, spec.revision).folder
+    else:
+        folder = spec.path if spec.path is not None else packaged_model_dir(str(spec.packaged))
     config = json.loads((folder / "config.json").read_text())
-    return config["num_hidden_layers"], config["num_attention_heads"]
+    model_type = str(config.get("model_type", "unknown"))
+    if prunable_family(model_type) is None:
+        return unsupported(model_type)
+    return layers_and_heads(config)
 
 
 def _check_prune(model: ModelSpec, spec: PruneSpec, text: Locator) -> list[str]:
-    """Refuse plans that would empty a layer of heads, before any work is done."""
-    n_layers, n_heads = _model_shape(model)
+    """Refuse plans that would empty a layer of heads, or a family pruning does not know, before
+    any work is done."""
+    shape = _model_shape(model)
+    if isinstance(shape, str):
+        return [f"{where(('prune',), text)}: {shape}"]
+    n_layers, n_heads = shape
     at = where(("prune", "heads_fraction"), text)
     if spec.min_heads_per_layer > n_heads:
         at = where(("prune", "min_heads_per_layer"), text)

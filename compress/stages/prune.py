@@ -16,7 +16,13 @@ from compress.core.errors import StageFailed
 from compress.core.stage import StageContext, StageResult
 from compress.data.batches import pad_batch, tokenize
 from compress.models import distributed, pruning
-from compress.models.loading import load_classifier, load_tokenizer, save_classifier
+from compress.models.loading import (
+    forward_inputs,
+    load_classifier,
+    load_tokenizer,
+    only_inputs,
+    save_classifier,
+)
 from compress.models.training import train_classifier
 from compress.recipe.schema import PruneSpec, Recipe, RecoverySpec
 
@@ -33,7 +39,7 @@ class DistillationLoss(torch.nn.Module):
 
     def forward(self, student_logits: torch.Tensor, labels: torch.Tensor, batch: dict) -> torch.Tensor:
         with torch.no_grad():
-            teacher_logits = self.teacher(**batch).logits.float()
+            teacher_logits = self.teacher(**only_inputs(batch, forward_inputs(self.teacher))).logits.float()
         t = self.temperature
         student = student_logits.float()
         kl = F.kl_div(
@@ -47,17 +53,13 @@ def reads(recipe: Recipe) -> dict:
     return {"processes": distributed.current().size}
 
 
-def plan_fractions(spec: PruneSpec, config) -> tuple[float, float]:
-    """The (heads, FFN) fractions to remove: as given, or the one fraction that reaches the MAC target."""
+def plan_fractions(spec: PruneSpec, model) -> tuple[float, float]:
+    """The (heads, FFN) fractions to remove: as given, or the one fraction that reaches the MAC target
+    (planned on the model's real shape: config keys differ per family)."""
     if spec.target_macs_fraction is None:
         return spec.heads_fraction, spec.ffn_fraction
     f = pruning.fraction_for_macs(
-        config.num_hidden_layers,
-        config.num_attention_heads,
-        config.hidden_size,
-        config.intermediate_size,
-        spec.target_macs_fraction,
-        spec.macs_sequence,
+        **pruning.plan_shape(model), target=spec.target_macs_fraction, sequence=spec.macs_sequence
     )
     return f, f
 
@@ -80,12 +82,11 @@ def run(ctx: StageContext[PruneSpec]) -> StageResult:
     tokenizer = load_tokenizer(teacher_path)
     pad_id = tokenizer.pad_token_id or 0
     model = load_classifier(teacher_path).to(device)
-    heads_fraction, ffn_fraction = plan_fractions(spec, model.config)
+    heads_fraction, ffn_fraction = plan_fractions(spec, model)
     before = measure(model, spec)
     dev_ids = tokenize(tokenizer, ctx.splits.dev.texts, ctx.recipe.data.max_length)
     head_scores, ffn_scores = _importance(ctx, model, dev_ids, pad_id, device)
-    config = model.config
-    n_remove = round(heads_fraction * config.num_hidden_layers * config.num_attention_heads)
+    n_remove = round(heads_fraction * sum(before["heads"]))  # distinct layers (ALBERT shares one)
     try:
         heads = pruning.select_heads(
             pruning.normalize_per_layer(head_scores), n_remove, spec.min_heads_per_layer, spec.per_layer
@@ -96,7 +97,7 @@ def run(ctx: StageContext[PruneSpec]) -> StageResult:
     if ffn_fraction > 0:
         pruning.prune_ffn(model, pruning.select_ffn(ffn_scores, ffn_fraction, spec.uniform_ffn))
     if heads:
-        model.prune_heads(heads)
+        pruning.prune_heads(model, heads)
     after = measure(model, spec)
     shrink = _check_shrink(before, after, n_remove, ffn_fraction, spec)
     recovery = None
@@ -116,6 +117,13 @@ def run(ctx: StageContext[PruneSpec]) -> StageResult:
         "after": after,
         **shrink,
         "uniform_ffn": len(set(after["ffn"])) == 1,
+        # what rebuilds these shapes: plain from_pretrained, or compress's loader (per-layer widths,
+        # or heads the family's transformers code cannot prune); the model card says which
+        "loads_with": (
+            "compress.load_pretrained"
+            if getattr(model.config, "compress_intermediate_sizes", None)
+            else "transformers.from_pretrained"
+        ),
         "reload_max_abs_logit_diff": reload_diff,
         "recovery": recovery,
     }
@@ -203,6 +211,8 @@ def _check_shrink(before: dict, after: dict, n_remove: int, ffn_fraction: float,
 def _reload_difference(model, folder, ids: list[list[int]], pad_id: int) -> float:
     """Max |Δlogit| between the in-memory model and the checkpoint loaded back from disk."""
     reloaded = load_classifier(folder)
-    batch = {k: torch.from_numpy(v) for k, v in pad_batch(ids, pad_id).items()}
+    batch = {
+        k: torch.from_numpy(v) for k, v in only_inputs(pad_batch(ids, pad_id), forward_inputs(model)).items()
+    }
     with torch.inference_mode():
         return float((model(**batch).logits - reloaded(**batch).logits).abs().max())

@@ -17,6 +17,7 @@ from compress.core.records import (
     Figures,
     Gate,
     Manifest,
+    ModelRecord,
     RecipeRecord,
     RunRef,
     TargetRecord,
@@ -157,14 +158,22 @@ def recipe_diff(old: object, new: object, prefix: str = "") -> list[str]:
 
 
 def what_changed(
-    old: Manifest, recipe: RecipeRecord, data: DataRecord, environment: Environment
+    old: Manifest,
+    recipe: RecipeRecord,
+    data: DataRecord,
+    environment: Environment,
+    model: ModelRecord | None = None,
 ) -> list[str]:
-    """Inputs that differ between the runs: the recipe, the data files, the toolchain, the CPU."""
+    """Inputs that differ between the runs: the recipe, the hub commit the model came from (a tag
+    that moved leaves the recipe unchanged), the data files, the toolchain, the CPU."""
     changes = []
     if old.recipe.sha256 != recipe.sha256:
         keys = recipe_diff(old.recipe.resolved, recipe.resolved)
         shown = ", ".join(keys[:6]) + (f" and {len(keys) - 6} more" if len(keys) > 6 else "")
         changes.append(f"recipe changed: {shown or 'its hash differs'}")
+    was, now = (m.hub_commit if m else None for m in (old.model, model))
+    if was and now and was != now:
+        changes.append(f"model.hub_commit {was[:12]} -> {now[:12]}")
     for key in sorted(set(old.data.files) | set(data.files)):
         if old.data.files.get(key) != data.files.get(key):
             changes.append(f"data file '{key}' changed")
@@ -212,5 +221,5 @@ def comparison(
 def compare(old: Manifest, new: Manifest, tol: Tolerances) -> Comparison:
     """Two finished runs (`compress compare`)."""
     rows = compare_targets(old.targets, new.targets, tol)
-    changed = what_changed(old, new.recipe, new.data, new.environment)
+    changed = what_changed(old, new.recipe, new.data, new.environment, new.model)
     return comparison(old, RunRef(recipe_name=new.recipe_name, run_id=new.run_id), rows, changed, tol)

@@ -67,7 +67,7 @@ def test_encoder_macs_halve_with_half_heads_and_ffn():
     d, s, ffn = 32, 128, 64
     assert full == 2 * (4 * s * d * d + 2 * s * s * d + 2 * s * d * ffn)
     pruning.prune_ffn(model, [list(range(32))] * 2)
-    model.prune_heads({0: [0, 1], 1: [2, 3]})
+    pruning.prune_heads(model, {0: [0, 1], 1: [2, 3]})
     assert pruning.encoder_macs(model, 1, 128) == full // 2
     assert pruning.encoder_macs(model, 4, 128) == 4 * (full // 2)
 
@@ -89,7 +89,7 @@ def macs_reduction_after(fraction: float, layers=6, heads=12, hidden=384, ffn=15
     n_remove = round(fraction * layers * heads)
     chosen = pruning.select_heads(torch.zeros(layers, heads), n_remove, 1, per_layer=False)
     pruning.prune_ffn(model, [list(range(ffn - round(fraction * ffn)))] * layers)
-    model.prune_heads(chosen)
+    pruning.prune_heads(model, chosen)
     return 1 - pruning.encoder_macs(model, 1, 128) / full
 
 
@@ -118,7 +118,7 @@ def test_magnitude_importance_shapes():
 def test_uniform_prune_reloads_with_plain_transformers(tmp_path):
     model = tiny_bert()
     pruning.prune_ffn(model, [list(range(0, 64, 2))] * 2)
-    model.prune_heads({0: [1], 1: [0, 3]})
+    pruning.prune_heads(model, {0: [1], 1: [0, 3]})
     model.save_pretrained(tmp_path)
     plain = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
     x = inputs()
@@ -140,3 +140,14 @@ def test_per_layer_prune_needs_and_gets_compress_loader(tmp_path):
     with torch.inference_mode():
         assert torch.allclose(model(**x).logits, loaded(**x).logits, atol=1e-6)
     assert pruning.ffn_sizes(loaded) == [16, 48]
+
+
+def test_our_head_surgery_matches_transformers_prune_heads():
+    """BERT keeps transformers' format and numbers: same weights, same config.pruned_heads."""
+    ours, theirs = tiny_bert(), tiny_bert()
+    pruning.prune_heads(ours, {0: [1], 1: [0, 3]})
+    theirs.prune_heads({0: [1], 1: [0, 3]})
+    assert ours.config.pruned_heads == {0: [1], 1: [0, 3]} == theirs.config.pruned_heads
+    a, b = ours.state_dict(), theirs.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert pruning.head_counts(theirs) == pruning.head_counts(ours) == [3, 2]
