@@ -31,7 +31,7 @@ class Reporter:
     def bar(self, description: str, total: int) -> Iterator[Callable[..., None]]:
         """Yield `advance(n=1, **fields)`; `fields` (e.g. loss) are shown beside the bar.
 
-        Without a terminal (CI logs) a bar cannot redraw, so a plain line is printed every 10%.
+        Without a terminal (CI logs) a bar cannot redraw: plain lines instead (`plain_lines`).
         """
         if not self.console.is_terminal:
             yield self._plain_lines(description, total)
@@ -57,14 +57,32 @@ class Reporter:
             yield advance
 
     def _plain_lines(self, description: str, total: int) -> Callable[..., None]:
-        done, step, started = 0, max(1, total // 10), time.perf_counter()
+        return plain_lines(lambda line: self.console.print(line), description, total)
 
-        def advance(n: int = 1, **fields: object) -> None:
-            nonlocal done
-            before, done = done, done + n
-            if done // step > before // step or done == total:
-                status = "  ".join(f"{k} {v}" for k, v in fields.items())
-                elapsed = time.perf_counter() - started
-                self.console.print(f"  {description} {done}/{total} {elapsed:.0f}s {status}".rstrip())
 
-        return advance
+MIN_SECONDS_BETWEEN_LINES = 30.0
+
+
+def plain_lines(
+    emit: Callable[[str], None],
+    description: str,
+    total: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> Callable[..., None]:
+    """`advance` for a log without a terminal: a line when another 10% is done and at least 30 s
+    have passed since the last line, and always at the end. A task under 30 s is one line; a long
+    one at most ten, so a CI log reads as a list of what ran and how long it took."""
+    done, step = 0, max(1, total // 10)
+    started = last = clock()
+
+    def advance(n: int = 1, **fields: object) -> None:
+        nonlocal done, last
+        before, done = done, done + n
+        now = clock()
+        crossed = done // step > before // step
+        if done >= total or (crossed and now - last >= MIN_SECONDS_BETWEEN_LINES):
+            last = now
+            status = "  ".join(f"{k} {v}" for k, v in fields.items())
+            emit(f"  {description} {done}/{total} {now - started:.0f}s {status}".rstrip())
+
+    return advance

@@ -59,7 +59,11 @@ def test_accelerate_cpu_launch_of_one_process_is_named(monkeypatch):
     assert distributed.single_process_warning() is None
 
 
-@pytest.mark.parametrize("parallel,accumulation", [("ddp", 1), ("ddp", 3), ("fsdp", 2)])
+@pytest.mark.parametrize(
+    "parallel,accumulation",
+    # DDP without accumulation is the simplest case of DDP with it: a slow check (make test-slow)
+    [pytest.param("ddp", 1, marks=pytest.mark.slow), ("ddp", 3), ("fsdp", 2)],
+)
 def test_two_processes_train_the_same_weights_as_one(tmp_path, parallel, accumulation):
     """Without dropout and autocast, the batch's gradient is exact: two processes (DDP, or FSDP with
     sharded parameters), with or without accumulation, end on one process's weights to float error."""
