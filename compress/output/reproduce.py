@@ -51,6 +51,9 @@ def recorded_recipe(bundle: Path, *, allow_outside: bool = False) -> tuple[Loade
     if file_sha256(bundle / copy) != entry.sha256:
         raise CompressError(f"{bundle / copy}: differs from the manifest's sha256 (edited or corrupt)")
     original = Path(manifest.recipe.path)
+    # a hub model's tag or branch may have moved since: rerun the commit the bundle was made from
+    recorded = manifest.model.hub_commit if manifest.model is not None else None
+    pins = [f"model.revision={recorded}"] if recorded else []
     text = (bundle / copy).read_text()
     # where the recipe's relative data paths resolve: its original folder, else this checkout's
     bases = [original.parent, Path.cwd() / "recipes", Path.cwd()]
@@ -59,7 +62,7 @@ def recorded_recipe(bundle: Path, *, allow_outside: bool = False) -> tuple[Loade
         if not base.is_dir():
             continue
         try:
-            loaded = load_recipe(original, text=text, base=base, allow_outside=allow_outside)
+            loaded = load_recipe(original, text=text, base=base, allow_outside=allow_outside, overrides=pins)
         except CompressError as exc:
             tried.append(f"from {base}: {exc}")
             continue
@@ -72,9 +75,14 @@ def recorded_recipe(bundle: Path, *, allow_outside: bool = False) -> tuple[Loade
     # what the original was composed from, not the resolved copy it is replayed from
     chain = tuple(ChainFile(path=Path(c.path), sha256=c.sha256) for c in manifest.recipe.chain)
     loaded = loaded.model_copy(update={"chain": chain, "overrides": tuple(manifest.recipe.overrides)})
+    if recorded and manifest.model is not None and manifest.model.revision != recorded:
+        pinned = f"model.revision pinned to the commit the bundle was made from, {recorded[:12]}"
+        notes = [f"{pinned} (the recipe says '{manifest.model.revision}')"]
+    else:
+        notes = []
     now = versions()
     then = manifest.environment.versions
-    notes = _chain_changes(manifest.recipe.chain) + [
+    notes += _chain_changes(manifest.recipe.chain) + [
         f"{k} is {now[k]} here, the bundle was made with {then.get(k)}: results may differ"
         for k in sorted(now)
         if then.get(k) != now[k]

@@ -214,6 +214,8 @@ def _check_hub(spec: ModelSpec, text: Locator) -> list[str]:
     try:
         snapshot = resolve_hub(str(spec.hub), spec.revision)
     except CompressError as exc:
+        if spec.revision is not None and "but not at revision" in str(exc):  # the id is there
+            at = where(("model", "revision"), text)
         return [f"{at}: {exc}"]
     return [f"{at}: {bad}" for bad in _unreadable_safetensors(snapshot.folder)]
 

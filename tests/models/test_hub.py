@@ -165,10 +165,10 @@ def test_a_hub_recipe_validates_and_its_shape_is_read_from_the_snapshot(hub_cach
         load_recipe(write_recipe(too_many))
 
 
-def test_an_unknown_revision_is_reported_at_the_hub_key(hub_cache, write_recipe):
+def test_an_unknown_revision_is_reported_at_the_revision_key(hub_cache, write_recipe):
     with pytest.raises(CompressError) as caught:
         load_recipe(write_recipe(hub_text("v9")))
-    assert "model.hub" in str(caught.value) and "'v9'" in str(caught.value)
+    assert "model.revision (line" in str(caught.value) and "'v9'" in str(caught.value)
 
 
 def test_a_moved_ref_changes_the_source_key_and_every_stage_key_after_it(hub_cache, write_recipe, tmp_path):
@@ -216,3 +216,10 @@ def test_a_run_from_the_hub_records_the_commit_and_explains_its_key(hub_cache, t
     assert explained["source"]["key"] == model.cache_key
     assert explained["source"]["parts"]["model"]["hub_commit"] == SHA_B
     assert explained["parts"]["inputs"]["checkpoint"][1] == model.cache_key
+
+    (storage(hub_cache) / "refs" / "v1").write_text(SHA_A)  # the tag moves to another commit
+    again = run_cli("run", "--reproduce", str(out / "hubrun" / "latest"), "--out", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    assert "pinned to the commit the bundle was made from" in " ".join(again.stderr.split())
+    rerun = ModelRecord.from_json(load_manifest(tmp_path / "again" / "hubrun" / "latest")["model"])
+    assert rerun.hub_commit == SHA_B, "--reproduce reruns the recorded commit, not where the tag is now"
