@@ -307,3 +307,85 @@ def test_malformed_data_files_exit_2_naming_the_file(cases_root):
         _counted(f"data: {kind}")
 
     check()
+
+
+# --- recipes that extend others, and --set -------------------------------------------------------
+
+KEY_PART = st.sampled_from(
+    ["finetune", "data", "model", "targets", "export", "quantize", "prune", "epochs", "batch_size", "x", "",
+     "torch-fp32", "nope", "max_accuracy_drop", "train", "tiny", "1", "evaluation", "pool"]
+)  # fmt: skip
+RAW_VALUE = st.one_of(
+    st.sampled_from(["", "[", "{", "1.5.2", '"unclosed', "[1, 2", "{a = }", "true", "-1", "1e999", "nan"]),
+    st.text(min_size=0, max_size=12),
+)
+
+
+@st.composite
+def bad_override(draw) -> str:
+    """A --set item: a dotted key of known and unknown parts, '=' or not, a value TOML may not read."""
+    key = ".".join(draw(st.lists(KEY_PART, min_size=1, max_size=4)))
+    separator = draw(st.sampled_from(["=", "=", "=", "", "=="]))
+    return f"{key}{separator}{draw(RAW_VALUE)}"
+
+
+@st.composite
+def bad_chain(draw) -> dict[str, str]:
+    """Files of an extends chain that go wrong: a missing base, a cycle, a bad TOML base, a base
+    with an unknown key, remove_targets naming nothing inherited or given wrongly."""
+    kind = draw(
+        st.sampled_from(["missing", "cycle", "garbage", "unknown", "remove", "remove-type", "extends-type"])
+    )
+    base = to_toml(BASE)
+    if kind == "missing":
+        return {"recipe.toml": 'extends = "gone.toml"\n'}
+    if kind == "cycle":
+        return {"recipe.toml": 'extends = "a.toml"\n', "a.toml": 'extends = "recipe.toml"\n'}
+    if kind == "garbage":
+        return {
+            "recipe.toml": 'extends = "base.toml"\n',
+            "base.toml": draw(st.text(min_size=1, max_size=40)) + "\n[[[",
+        }
+    if kind == "unknown":
+        return {"recipe.toml": 'extends = "base.toml"\n', "base.toml": base + "\n[finetune2]\nx = 1\n"}
+    if kind == "remove":
+        name = draw(st.text(alphabet="abcxyz-", min_size=1, max_size=8))
+        return {"recipe.toml": f'extends = "base.toml"\nremove_targets = ["{name}"]\n', "base.toml": base}
+    if kind == "remove-type":
+        return {"recipe.toml": 'extends = "base.toml"\nremove_targets = 3\n', "base.toml": base}
+    return {"recipe.toml": "extends = 3\n", "base.toml": base}
+
+
+def test_bad_set_items_exit_2_with_one_error_line(cases_root):
+    @FUZZ
+    @given(st.lists(bad_override(), min_size=1, max_size=2))
+    def check(items):
+        case = _fresh_case(cases_root)
+        (case / "recipe.toml").write_text(to_toml(BASE))
+        out = case / "out"
+        args = ["run", str(case / "recipe.toml"), "--out", str(out)]
+        result = CliRunner().invoke(main, args + [a for item in items for a in ("--set", item)])
+        if result.exit_code == 0 or result.exit_code == 1:
+            return  # the overrides happened to be valid (e.g. a new table hypothesis spelled right)
+        assert result.exit_code == 2, (items, result.exit_code, result.exception)
+        assert isinstance(result.exception, SystemExit), (items, result.exception)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (items, result.stderr)
+        assert "Traceback" not in result.stderr
+        assert not out.exists()
+        _counted("set: bad")
+
+    check()
+
+
+def test_broken_extends_chains_exit_2_naming_the_file(cases_root):
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @given(bad_chain())
+    def check(files):
+        case = _fresh_case(cases_root)
+        for name, text in files.items():
+            (case / name).write_text(text)
+        _expect_exit_2(case, ".toml")
+        _counted("extends: broken")
+
+    check()
