@@ -17,7 +17,7 @@ from compress.recipe.schema import EvaluationSpec, Shape
 from compress.runtimes import RUNTIMES, Predict
 from compress.verdict.metrics import accuracy, macro_f1
 
-WEIGHT_SUFFIXES = (".safetensors", ".onnx", ".onnx_data", ".data", ".engine", ".plan")
+WEIGHT_SUFFIXES = (".pt2", ".safetensors", ".onnx", ".onnx_data", ".data", ".engine", ".plan")
 
 
 def weights_bytes(folder: Path) -> int:

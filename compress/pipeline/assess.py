@@ -81,12 +81,14 @@ def source_checkpoint(inputs: RunInputs) -> Artifact:
 
 
 def assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> Measured:
-    """Evaluate an artifact, and run an ONNX one (or an engine) through the release matrix against
-    the latest FP32 PyTorch model (the one it was made from). Remembered in `state.measured`."""
+    """Evaluate an artifact, and run any but an FP32 PyTorch checkpoint (ONNX, an engine, a PyTorch INT8
+    program) through the release matrix against the latest FP32 PyTorch model (the one it was made
+    from). Remembered in `state.measured`."""
     measured = evaluate(artifact, inputs)
     spec = inputs.loaded.recipe.evaluation.release_matrix
     reference = state.artifacts.get("checkpoint")
-    if artifact.runtime in ("onnxruntime", "tensorrt") and spec.enabled and reference is not None:
+    lowered = (artifact.runtime, artifact.precision) != ("torch", "fp32")
+    if lowered and spec.enabled and reference is not None:
         release = _release_matrix(artifact, reference, inputs)
         measured = Measured(
             measured.evaluation.model_copy(update={"release_matrix": release}), measured.predictions

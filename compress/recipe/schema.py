@@ -34,6 +34,7 @@ from compress.recipe.stage_tables import (
     PruneSpec,
     QuantizeSpec,
     RecoverySpec,
+    TorchInt8Spec,
     TrainSettings,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "Runtime",
     "Shape",
     "ShapeText",
+    "TorchInt8Spec",
     "TrainSettings",
 ]
 
@@ -356,6 +358,8 @@ class Recipe(Strict):
     """Precision-carrying ONNX for TensorRT targets, and engines where a GPU is present."""
     quantize: QuantizeSpec | None = None
     """INT8 for ONNX Runtime on CPUs."""
+    torch_int8: TorchInt8Spec | None = None
+    """Static INT8 for PyTorch (Neural Compressor, PT2E), saved as a torch.export program."""
     evaluation: EvaluationSpec = EvaluationSpec()
     """The gated metric and how it and latency are measured."""
     targets: list[Target] = Field(min_length=1)

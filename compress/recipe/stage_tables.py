@@ -1,5 +1,5 @@
-"""The tables that switch a stage on ([finetune], [prune], [export], [quantize], [engine]) and the
-training settings [finetune] and [prune.recovery] share."""
+"""The tables that switch a stage on ([finetune], [prune], [export], [quantize], [engine], [torch_int8])
+and the training settings [finetune] and [prune.recovery] share."""
 
 from __future__ import annotations
 
@@ -180,3 +180,35 @@ class EngineSpec(Strict):
     """The INT8 engine's calibration, fallback and shape check."""
     workspace_mb: int = Field(2048, ge=64, le=1 << 20)
     """TensorRT builder workspace."""
+
+
+class TorchInt8Spec(Strict):
+    """`[torch_int8]`: static INT8 for PyTorch through Neural Compressor's PT2E path, autotuned on dev rows
+    over every combination of the list-valued options, saved as a torch.export program (.pt2)."""
+
+    calibration_rows: int = Field(256, ge=1)
+    """Dev rows used for calibration (never test rows)."""
+    eval_rows: int | None = Field(None, ge=1)
+    """Dev rows each trial is scored on; all of them when absent."""
+    act_sym: list[bool] = [False, True]
+    """Activation scales tried: asymmetric (uint8), symmetric, or both."""
+    act_algo: list[Literal["minmax", "kl"]] = ["minmax", "kl"]
+    """Activation calibration algorithms tried."""
+    w_granularity: list[Literal["per_channel", "per_tensor"]] = ["per_channel"]
+    """Weight scale granularities tried."""
+    max_accuracy_drop: float = Field(1.0, ge=0)
+    """Points the INT8 model may fall below the checkpoint it read: autotune's tolerable loss on the dev rows,
+    and the stage's own budget on the test rows."""
+    max_trials: int = Field(4, ge=1, le=32)
+    """Configs tried at most, in Neural Compressor's order; it stops at the first within the budget."""
+    aot_inductor: bool = True
+    """Also compile the chosen program ahead of time with AOTInductor (freezing on) into model.aoti.pt2, which
+    the torch runtime serves where it loads: a shared library for this CPU, fast without a compiler at load
+    time. Building it needs a C++ compiler; without one the stage keeps the portable program and says why."""
+
+    @model_validator(mode="after")
+    def _something_to_try(self) -> TorchInt8Spec:
+        for name in ("act_sym", "act_algo", "w_granularity"):
+            if not getattr(self, name):
+                raise ValueError(f"{name} needs at least one value to try")
+        return self

@@ -23,6 +23,7 @@ from compress.recipe.schema import (
     QuantizeSpec,
     Recipe,
     Runtime,
+    TorchInt8Spec,
 )
 
 Spec = TypeVar("Spec", bound=BaseModel)
@@ -99,6 +100,15 @@ STAGES: tuple[StageDef[Any], ...] = (
         needs=("export",),
         budget_against="onnx",
         budget=lambda spec, precision: _budget("quantize.max_accuracy_drop", spec.max_accuracy_drop),
+    ),
+    StageDef[TorchInt8Spec](
+        "torch_int8",
+        TorchInt8Spec,
+        "compress.stages.torch_int8",
+        (("torch", "int8"),),
+        "PyTorch INT8",
+        budget_against="checkpoint",
+        budget=lambda spec, precision: _budget("torch_int8.max_accuracy_drop", spec.max_accuracy_drop),
     ),
 )
 

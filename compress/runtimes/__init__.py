@@ -17,7 +17,12 @@ Predict = Callable[[dict], np.ndarray]
 
 
 def torch_predictor(folder: Path) -> Predict:
-    """A checkpoint folder in PyTorch, in inference mode on the CPU."""
+    """A checkpoint folder in PyTorch, in inference mode on the CPU; a folder holding a torch.export
+    program (`model.pt2`, the torch_int8 stage's) runs that program instead."""
+    if (folder / "model.pt2").is_file():
+        from compress.runtimes.torch_program import predictor as program_predictor
+
+        return program_predictor(folder)
     from compress.runtimes.torch_model import predictor
 
     return predictor(folder)

@@ -17,7 +17,7 @@ import numpy as np
 from compress.core.errors import CompressError
 from compress.recipe.schema import Shape
 
-MODEL_FILES = "model.safetensors, model.onnx or model.engine"
+MODEL_FILES = "model.safetensors, model.pt2, model.onnx or model.engine"
 TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")  # save_pretrained writes both
 
 
@@ -44,7 +44,7 @@ def runtime_of(folder: Path) -> str:
         return "tensorrt"
     if (folder / "model.onnx").is_file():
         return "onnxruntime"
-    if any(folder.glob("*.safetensors")):
+    if any(folder.glob("*.safetensors")) or (folder / "model.pt2").is_file():
         return "torch"
     raise CompressError(f"{folder}: not a target folder (no model file: {MODEL_FILES})")
 

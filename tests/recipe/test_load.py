@@ -70,9 +70,17 @@ def test_duplicate_target_names(write_recipe):
 def test_target_that_no_stage_produces(write_recipe):
     msg = problems(
         write_recipe,
+        smoke_text(**{'runtime = "torch"\nprecision = "fp32"': 'runtime = "torch"\nprecision = "fp16"'}),
+    )
+    assert "targets[0].runtime" in msg and "torch/fp16" in msg and "torch/int8" in msg
+
+
+def test_torch_int8_target_needs_its_table(write_recipe):
+    msg = problems(
+        write_recipe,
         smoke_text(**{'runtime = "torch"\nprecision = "fp32"': 'runtime = "torch"\nprecision = "int8"'}),
     )
-    assert "targets[0].runtime" in msg and "torch/int8" in msg and "onnxruntime/int8" in msg
+    assert "targets[0].runtime" in msg and "add a [torch_int8] table" in msg
 
 
 def test_int8_target_needs_quantize_table(write_recipe):

@@ -1,0 +1,146 @@
+"""INT8 for PyTorch through Intel Neural Compressor 3.x (PT2E): the one module that imports it.
+
+`tune` exports the model with torch.export (a batch of 2 and `Dim`s, so batch and sequence stay
+dynamic), lets NC's `autotune` try each expanded static config (calibrated by `calibrate`, scored by
+`evaluate`), and re-exports the best converted graph as an `ExportedProgram`, which
+`torch.export.save` writes as a .pt2 that `torch.export.load` runs without NC, compress or a C++
+compiler. Known behaviours handled here: autotune returns the best model even when no trial met the
+loss (the caller's budget decides), returns None when the config set runs out before `max_trials`
+(so trials are capped at the set's size), and mutates the TuningConfig it is given (it gets its own).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@dataclass
+class Tuned:
+    """The tuning's outcome: the exported INT8 program, its trials, and where the time went."""
+
+    program: torch.export.ExportedProgram
+    baseline: float
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class _Logits(torch.nn.Module):
+    """A classifier as a function of tensors to logits (what torch.export and PT2E trace)."""
+
+    def __init__(self, model: torch.nn.Module, names: tuple[str, ...]):
+        super().__init__()
+        self.model, self.names = model, names
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        return self.model(**dict(zip(self.names, tensors, strict=True))).logits
+
+
+def input_names(forward_names: frozenset[str]) -> tuple[str, ...]:
+    """The batch inputs a model takes, in the order the exported program takes them."""
+    return tuple(n for n in INPUT_ORDER if n in forward_names)
+
+
+def _dynamic_shapes(names: tuple[str, ...]) -> tuple[tuple[dict[int, Any], ...]]:
+    """Batch and sequence dynamic on every input (one tuple: the forward's `*tensors`)."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    sequence = torch.export.Dim("sequence", min=1, max=512)
+    return (tuple({0: batch, 1: sequence} for _ in names),)
+
+
+def _expanded(config_set: Any) -> list[Any]:
+    from neural_compressor.common.base_tuning import ConfigLoader
+
+    return list(ConfigLoader(copy.deepcopy(config_set)))
+
+
+def static_configs(options: dict[str, list[Any]]) -> list[Any]:
+    """One NC StaticQuantConfig per combination of the list-valued `options`, in NC's trial order."""
+    from neural_compressor.torch.quantization import StaticQuantConfig
+
+    return _expanded(StaticQuantConfig(**options))
+
+
+def tune(
+    model: torch.nn.Module,
+    names: tuple[str, ...],
+    example: tuple[torch.Tensor, ...],
+    *,
+    options: dict[str, list[Any]],
+    evaluate: Callable[[Callable[..., torch.Tensor]], float],
+    calibrate: Callable[[Callable[..., torch.Tensor]], None],
+    max_drop: float,
+    max_trials: int,
+) -> Tuned:
+    """Autotune static INT8 configs on `model` (eval mode, CPU). `evaluate(fn)` and `calibrate(fn)`
+    call `fn(*tensors in names order) -> logits`; `max_drop` is the tolerable absolute fall of
+    `evaluate`'s metric. `example` has a batch of 2 or more (a batch of 1 fixes the batch axis)."""
+    from neural_compressor.torch.export import export
+    from neural_compressor.torch.quantization import StaticQuantConfig, TuningConfig, autotune
+
+    logging.getLogger("neural_compressor").setLevel(logging.WARNING)  # its INFO is pages per trial
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    wrapped = _Logits(model, names).eval()
+    shapes = _dynamic_shapes(names)
+    graph = export(wrapped, example, dynamic_shapes=shapes)
+    if graph is None:
+        raise RuntimeError("torch.export of the model failed (see Neural Compressor's log)")
+    seconds["export"] = round(time.perf_counter() - t0, 2)
+    configs = static_configs(options)
+    trials: list[dict[str, Any]] = []
+    scores: list[float] = []
+
+    def eval_fn(candidate: torch.nn.Module) -> float:
+        with torch.no_grad():
+            score = evaluate(candidate)
+        scores.append(score)
+        return score
+
+    def run_fn(candidate: torch.nn.Module) -> None:
+        with torch.no_grad():
+            calibrate(candidate)
+
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        baseline = evaluate(wrapped)
+    tolerable = max_drop / baseline if baseline > 0 else 0.0
+    n_trials = min(max_trials, len(configs))
+    tuning = TuningConfig(
+        config_set=[StaticQuantConfig(**options)], tolerable_loss=tolerable, max_trials=n_trials
+    )
+    best = autotune(graph, copy.deepcopy(tuning), eval_fn=eval_fn, run_fn=run_fn, example_inputs=example)
+    seconds["autotune"] = round(time.perf_counter() - t0, 2)
+    if best is None:
+        raise RuntimeError("Neural Compressor's autotune returned no model")
+    # scores[0] is autotune's own FP32 baseline; then one per trial (and none for a re-quantize)
+    for i, (config, score) in enumerate(zip(configs, scores[1 : n_trials + 1], strict=False), 1):
+        trials.append(
+            {
+                "trial": i,
+                "config": {k: config.to_dict().get(k) for k in options},
+                "dev_metric": round(score, 6),
+                "drop_points": round(100 * (baseline - score), 4),
+                "passed": baseline - score <= max_drop,
+            }
+        )
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        program = torch.export.export(best, example, dynamic_shapes=shapes[0], strict=False)
+    seconds["save_export"] = round(time.perf_counter() - t0, 2)
+    return Tuned(program=program, baseline=baseline, trials=trials, seconds=seconds)
+
+
+def version() -> str:
+    """Neural Compressor's version, for the stage's metrics."""
+    import neural_compressor
+
+    return str(neural_compressor.__version__)
