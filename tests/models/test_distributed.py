@@ -82,6 +82,8 @@ def test_two_processes_train_the_same_weights_as_one(tmp_path, parallel, accumul
     assert a["metrics"]["dev_history"] == b["metrics"]["dev_history"]
 
 
+# `compress run` under torchrun end to end (about 30 s); the two-process training above stays fast
+@pytest.mark.slow
 def test_torchrun_smoke_recipe_matches_one_process_and_writes_one_bundle(first_run, out, tmp_path):
     """The issue's check: the smoke recipe on two processes exits 0, writes exactly one bundle, and
     every target's metric is within 1 point of the single-process run's."""
