@@ -6,8 +6,10 @@ APIs) is a local change. Checkpoints load from safetensors only and never run re
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import Any
 
 from safetensors import SafetensorError
 
@@ -130,11 +132,16 @@ def load_classifier(folder: Path):
 def forward_inputs(model) -> frozenset[str]:
     """The input names the model's forward takes. Batches carry input_ids, attention_mask and
     token_type_ids; DistilBERT and MPNet take no token_type_ids (a TypeError if given), so every
-    torch call site feeds only these (`only_inputs`). A wrapper (DDP) is looked through."""
+    torch call site feeds only these (`only_inputs`). A wrapper (DDP) is looked through. Read
+    once per model class: training and distillation ask on every step."""
+    return _forward_parameters(getattr(model, "module", model).__class__)
+
+
+@functools.cache
+def _forward_parameters(cls: Any) -> frozenset[str]:
     import inspect
 
-    inner = getattr(model, "module", model)
-    return frozenset(inspect.signature(inner.forward).parameters)
+    return frozenset(inspect.signature(cls.forward).parameters) - {"self"}
 
 
 def only_inputs(batch: dict, names: frozenset[str]) -> dict:
