@@ -2,7 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-RECIPE ?= recipes/sst2-minilm.toml
+# the default recipe is the whole pipeline; recipes/sst2-minilm.toml is its first two stages
+RECIPE ?= recipes/sst2-minilm-edge.toml
 
 .PHONY: run test test-slow lint typecheck smoke bench clean
 
@@ -27,8 +28,9 @@ lint: $(BIN)/compress
 typecheck: $(BIN)/compress
 	$(BIN)/mypy
 
+# one worker per core (pytest-xdist), a file's tests on one worker so its fixtures are built once
 test: $(BIN)/compress lint typecheck
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 # compress vs PyTorch and Optimum's path in one process: runs both INT8 recipes first (cached; ~40 min
 # from an empty cache on 2 cores), then ~5 min of measurement

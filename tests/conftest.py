@@ -17,6 +17,12 @@ from compress.models.loading import build_source_model
 from compress.recipe.schema import ModelSpec, Recipe, TinyModel
 
 REPO = Path(__file__).resolve().parents[1]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs one worker per core: one thread each
+    os.environ["OMP_NUM_THREADS"] = "1"  # read by torch and ONNX Runtime sessions, here and in subprocesses
+    import torch
+
+    torch.set_num_threads(1)
 FUZZ_CASES: dict[str, int] = {}  # kind of malformed input -> cases tried (tests/test_fuzz.py)
 
 

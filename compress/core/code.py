@@ -71,10 +71,22 @@ def closure(name: str) -> tuple[str, ...]:
     return tuple(sorted(seen))
 
 
+# Modules whose effect on what a stage makes is already in its cache key, or is none: the recipe package
+# (a stage's key holds its resolved table, defaults and validators applied) and the progress display.
+# Hashing them would rebuild a fine-tuned model for a changed docstring in the schema.
+NOT_HASHED = ("compress.recipe", "compress.core.progress")
+
+
+def hashed(module: str) -> bool:
+    """Whether `module`'s source is part of the code hashes of the modules that import it."""
+    return not any(module == m or module.startswith(m + ".") for m in NOT_HASHED)
+
+
 @cache
 def code_hash(name: str) -> str:
-    """One sha256 over the names and sources of `closure(name)`."""
+    """One sha256 over the names and sources of `closure(name)`, less the modules in NOT_HASHED."""
     h = hashlib.sha256()
     for module in closure(name):
-        h.update(module.encode() + b"\0" + modules()[module].read_bytes() + b"\0")
+        if hashed(module):
+            h.update(module.encode() + b"\0" + modules()[module].read_bytes() + b"\0")
     return h.hexdigest()

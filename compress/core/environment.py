@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from functools import cache
@@ -28,6 +29,14 @@ ISA_FLAGS = (
 
 
 @cache
+def cpu_threads() -> int:
+    """Threads for one process's inference and training: every core, unless OMP_NUM_THREADS says fewer
+    (a CI runner that runs several jobs at once, the test suite's one worker per core)."""
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    cores = os.cpu_count() or 1
+    return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
+
+
 def cpu_info() -> dict:
     """The CPU's model name, machine type and the ISA flags in ISA_FLAGS that it has."""
     model, flags = platform.processor() or platform.machine(), set[str]()

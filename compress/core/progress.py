@@ -22,6 +22,7 @@ class Reporter:
 
     def __init__(self, quiet: bool = False):
         self.console = Console(stderr=True, quiet=quiet, highlight=False)
+        self.timings: list[tuple[str, float]] = []  # (bar or step, seconds): the manifest's `steps`
 
     def info(self, message: str) -> None:
         """One status line (rich markup allowed)."""
@@ -32,10 +33,24 @@ class Reporter:
         """Yield `advance(n=1, **fields)`; `fields` (e.g. loss) are shown beside the bar.
 
         Without a terminal (CI logs) a bar cannot redraw: plain lines instead (`plain_lines`).
+        Each bar's wall time is kept in `timings`, so a run says where its time went.
         """
-        if not self.console.is_terminal:
-            yield self._plain_lines(description, total)
-            return
+        with self.timed(description):
+            if not self.console.is_terminal:
+                yield self._plain_lines(description, total)
+                return
+            yield from self._rich_bar(description, total)
+
+    @contextlib.contextmanager
+    def timed(self, description: str) -> Iterator[None]:
+        """Time a step that has no bar (an export, one quantize call) into `timings`."""
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings.append((description, round(time.perf_counter() - started, 2)))
+
+    def _rich_bar(self, description: str, total: int) -> Iterator[Callable[..., None]]:
         columns = [
             TextColumn("  {task.description}"),
             BarColumn(),

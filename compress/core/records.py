@@ -194,6 +194,7 @@ class StageRecord(Record):
     cached: bool | None = None
     seconds: float | None = None
     run_seconds: float | None = None
+    steps: tuple[tuple[str, float], ...] = ()  # where a fresh build's time went: bars, steps, evaluations
     cache_key: str | None = None  # `compress cache explain RECIPE STAGE` shows what it hashes
     metrics: dict[str, Any] = Field(default_factory=dict)
     artifacts: tuple[ArtifactRecord, ...] = ()

@@ -24,6 +24,8 @@ from typing import Any
 
 import torch
 
+from compress.core.environment import cpu_threads
+
 # The other ranks wait inside one broadcast while rank 0 evaluates, exports and quantizes, which can
 # take hours on a large model; a shorter timeout would kill a healthy run. A crashed rank still ends
 # the job at once: torchrun and accelerate stop every process when one exits with an error.
@@ -94,7 +96,7 @@ def start() -> World:
     _world = World(state.process_index, state.num_processes, state.local_process_index, device, state.backend)
     _training_threads = torch.get_num_threads()
     if _world.is_main:  # the others only wait while rank 0 evaluates and exports: it may use every core
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(cpu_threads())
     dist = torch.distributed
     _control = dist.new_group(backend="gloo", timeout=WAIT_TIMEOUT) if dist.get_backend() != "gloo" else None
     return _world

@@ -20,7 +20,7 @@ from compress.output.plots import ArtifactPoint
 from compress.pipeline.perturb import perturb_folder
 from compress.pipeline.state import Made, Measured, RunInputs, RunState
 from compress.recipe.schema import Shape
-from compress.runtimes import RUNTIMES
+from compress.runtimes import RUNTIMES, memoized
 
 
 def source_parts(inputs: RunInputs) -> dict:
@@ -89,7 +89,7 @@ def assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> Measured:
     reference = state.artifacts.get("checkpoint")
     lowered = (artifact.runtime, artifact.precision) != ("torch", "fp32")
     if lowered and spec.enabled and reference is not None:
-        release = _release_matrix(artifact, reference, inputs)
+        release = _release_matrix(artifact, reference, inputs, state)
         measured = Measured(
             measured.evaluation.model_copy(update={"release_matrix": release}), measured.predictions
         )
@@ -97,7 +97,9 @@ def assess(artifact: Artifact, inputs: RunInputs, state: RunState) -> Measured:
     return measured
 
 
-def _release_matrix(artifact: Artifact, reference: Artifact, inputs: RunInputs) -> ReleaseMatrix:
+def _release_matrix(
+    artifact: Artifact, reference: Artifact, inputs: RunInputs, state: RunState
+) -> ReleaseMatrix:
     spec = inputs.loaded.recipe.evaluation.release_matrix
     key = cache.json_key(
         {
@@ -113,8 +115,10 @@ def _release_matrix(artifact: Artifact, reference: Artifact, inputs: RunInputs) 
     def work(_tmp: Path) -> dict:
         label = f"release matrix {artifact.runtime}/{artifact.precision}"
         with inputs.reporter.bar(label, len(spec.shapes()) * 2) as advance:
+            if reference.sha256 not in state.references:  # every ONNX artifact is checked against it
+                state.references[reference.sha256] = memoized(RUNTIMES[reference.runtime](reference.path))
             shapes = release_matrix(
-                RUNTIMES[reference.runtime](reference.path),
+                state.references[reference.sha256],
                 RUNTIMES[artifact.runtime](artifact.path),
                 load_tokenizer(artifact.path),
                 inputs.splits.test.texts,

@@ -56,6 +56,7 @@ def stage_key(stage: StageDef[Any], inputs: RunInputs, state: RunState) -> str:
 def build_stage(stage: StageDef[Any], spec: BaseModel, inputs: RunInputs, state: RunState, tmp: Path) -> dict:
     """Run the stage into `tmp`; the cache record of what it made."""
     t0 = time.perf_counter()
+    mark = len(inputs.reporter.timings)
     ctx = StageContext(inputs.loaded.recipe, spec, inputs.splits, dict(state.artifacts), tmp, inputs.reporter)
     result: StageResult = importlib.import_module(stage.module).run(ctx)
     artifacts = [
@@ -74,6 +75,7 @@ def build_stage(stage: StageDef[Any], spec: BaseModel, inputs: RunInputs, state:
     return {
         "stage": stage.name,
         "seconds": round(time.perf_counter() - t0, 2),
+        "steps": [list(step) for step in inputs.reporter.timings[mark:]],
         "metrics": result.metrics,
         "failure": result.failure,
         "artifacts": [a.to_json() for a in artifacts],
@@ -119,12 +121,15 @@ def execute(
     before = dict(state.artifacts)  # what the stage read
     made = [ArtifactRecord.from_json(a) for a in entry["artifacts"]]
     evaluations = []
+    steps = [(str(name), float(seconds)) for name, seconds in entry.get("steps", [])] if hit is None else []
     for a in made:
         artifact = Artifact(
             a.kind, a.runtime, a.precision, folder / a.folder, a.sha256, a.serves, a.proxy, key
         )
         state.add(Made(artifact, stage.name))
-        evaluations.append(assess(artifact, inputs, state).evaluation)
+        with reporter.timed(f"evaluate {a.runtime}/{a.precision} {a.folder}"):
+            evaluations.append(assess(artifact, inputs, state).evaluation)
+        steps.append(reporter.timings[-1])
     failure = entry.get("failure") or budget_breach(stage, spec, made, before, inputs, state)
     if failure:
         reporter.info(f"[red]✗ {stage.name} failed (its artifacts are kept as best effort):[/] {failure}")
@@ -136,6 +141,7 @@ def execute(
         cache_key=key,
         seconds=round(time.perf_counter() - t0, 2),
         run_seconds=entry.get("seconds"),
+        steps=tuple(steps),
         metrics=entry["metrics"],
         artifacts=tuple(made),
         evaluations=tuple(evaluations),

@@ -17,6 +17,7 @@ from compress.data.splits import Split, Splits, load_pool, load_splits, num_labe
 from compress.models.hub import resolve_hub
 from compress.pipeline.judge import Candidate
 from compress.recipe.load import LoadedRecipe
+from compress.runtimes import Predict
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,9 @@ class RunState:
     stages: list[StageRecord] = field(default_factory=list)
     reference: Made | None = None  # the first FP32 PyTorch model a stage made: the baseline
     perturbed: dict[str, float] = field(default_factory=dict)  # target -> noise std (test hook)
+    references: dict[str, Predict] = field(
+        default_factory=dict
+    )  # sha256 -> memoized predictor (release matrix)
 
     def add(self, made: Made) -> None:
         """Record an artifact a stage made."""

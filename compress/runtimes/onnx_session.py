@@ -1,13 +1,13 @@
-"""ONNX Runtime: a graph folder as a predictor, on the CPU provider with every core."""
+"""ONNX Runtime: a graph folder as a predictor, on the CPU provider with every core (`cpu_threads`)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from compress.core.environment import cpu_threads
 from compress.core.errors import CompressError
 
 
@@ -18,7 +18,7 @@ def predictor(folder: Path, *, spinning: bool = True) -> Callable[[dict], np.nda
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = cpu_threads()
     options.log_severity_level = 3
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

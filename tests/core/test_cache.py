@@ -158,3 +158,20 @@ def test_only_temporary_folders_of_dead_processes_are_removed(tmp_path):
     assert sorted(p.name for p in kind.iterdir()) == sorted(
         [f".tmp-abc-{os.getppid()}-5678", ".tmp-unparsable", "realkey"]
     )
+
+
+def test_code_hashes_skip_the_recipe_package_and_the_progress_display_but_nothing_else(tmp_path, monkeypatch):
+    """A stage's key holds its resolved table, so the schema's source need not rebuild a fine-tuned
+    model; the training loop's source must."""
+    from compress.core import code
+
+    stage = "compress.stages.finetune"
+    assert {"compress.recipe.schema", "compress.models.training"} <= set(code.closure(stage))
+    before = code.code_hash.__wrapped__(stage)
+    known = dict(code.modules())
+    for module in ("compress.recipe.stage_tables", "compress.core.progress", "compress.models.training"):
+        edited = tmp_path / f"{module}.py"
+        edited.write_text(known[module].read_text() + "\n# edited\n")
+        monkeypatch.setattr(code, "modules", lambda m=module, e=edited: {**known, m: e})
+        changed = code.code_hash.__wrapped__(stage) != before
+        assert changed is (module == "compress.models.training"), module

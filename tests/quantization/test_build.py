@@ -102,3 +102,51 @@ def test_a_search_that_needs_the_fallback_keeps_the_most_harmful_layers_fp32(pre
     assert trials[1]["fp32_layers"] == expected[:1] and trials[2]["fp32_layers"] == expected[:2]
     written = json.loads((tmp_path / "out" / "quantization.json").read_text())
     assert written["fallback"]["trials"] == trials
+
+
+def test_a_second_build_reuses_the_ranking_the_first_one_measured(prepared, tiny_splits, tmp_path):
+    spec = QuantizeSpec(
+        max_accuracy_drop=-100.0, max_trials=2, min_label_agreement=0.0, check_shapes=["1x16"]
+    )
+    reporter = Reporter(quiet=True)
+    records = []
+    for isa in ("avx512_vnni", "avx2"):
+        scheme = scheme_for(isa, mode="dynamic", per_channel=False, op_types=None)
+        common = {"table": "quantize", "dev": tiny_splits.dev, "test": tiny_splits.test}
+        records.append(build(prepared, scheme, spec, **common, out=tmp_path / isa, progress=reporter)[0])
+    ranked = [name for name, _ in reporter.timings if name == "fallback: layer sensitivity"]
+    assert len(ranked) == 1  # measured once, for the first build
+    assert [r["sensitivity_measured_for"] for r in records] == ["avx512_vnni", "avx512_vnni"]
+    assert records[0]["sensitivity"] == records[1]["sensitivity"]
+    assert (
+        records[1]["fallback"]["trials"][1]["fp32_layers"]
+        == records[0]["fallback"]["trials"][1]["fp32_layers"]
+    )
+
+
+def test_the_fallback_aims_at_accuracy_unless_agreement_is_asked_for(
+    prepared, tiny_splits, tmp_path, monkeypatch
+):
+    """The search gets no agreement limit by default (only the accuracy budget), and fallback_agreement
+    when a recipe sets it; only then does a trial pay for answering dev rows at every check shape."""
+    asked, shapes_answered = [], []
+    real_search, real_matrix = build_module.fallback.search, build_module.shape_matrix
+    monkeypatch.setattr(
+        build_module.fallback, "search", lambda **kw: asked.append(kw["min_agreement"]) or real_search(**kw)
+    )
+    monkeypatch.setattr(
+        build_module, "shape_matrix", lambda *a, **kw: shapes_answered.append(a[4]) or real_matrix(*a, **kw)
+    )
+    common = {
+        "table": "quantize",
+        "dev": tiny_splits.dev,
+        "test": tiny_splits.test,
+        "progress": Reporter(quiet=True),
+    }
+    loose = QuantizeSpec(max_accuracy_drop=100.0, min_label_agreement=0.0, check_shapes=["1x16", "2x8"])
+    metrics, failures = build(prepared, SCHEME, loose, **common, out=tmp_path / "loose")
+    assert asked == [None] and len(shapes_answered) == 1  # the test-row shape check only
+    assert [len(t["fp32_layers"]) for t in metrics["fallback"]["trials"]] == [0] and not failures
+    strict = loose.model_copy(update={"fallback_agreement": 0.97})
+    build(prepared, SCHEME, strict, **common, out=tmp_path / "strict")
+    assert asked[1] == 0.97 and len(shapes_answered) == 3  # the trial on dev at both shapes, then test
