@@ -2,11 +2,12 @@
 
 import hashlib
 import json
+import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import REPO, fast_recipe, load_manifest, run_cli, run_variant, stage_of
+from tests.conftest import REPO, fast_recipe, link_data, load_manifest, run_cli, run_variant, stage_of
 
 
 def test_smoke_run_passes_and_every_file_hash_matches(first_run, out):
@@ -248,6 +249,26 @@ def test_decision_is_refused_with_what_replaced_it(recipes, out):
 # --- #7: regression across runs, report, verify, reproduce, release matrix ---------------------------
 
 PERTURB_INT8 = {'name = "x86-onnxruntime-int8"': 'name = "x86-onnxruntime-int8"\nperturb_weights = 2.0'}
+
+
+def test_the_shipped_perturbed_recipe_exits_0_and_compare_names_its_regression(first_run, out, tmp_path):
+    """recipes/smoke-perturbed.toml as shipped: every recipe in recipes/ passes out of the box; this one
+    shows `compress compare` catching its optional, perturbed target."""
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    link_data(folder)
+    for name in ("smoke", "smoke-perturbed"):
+        shutil.copy(REPO / "recipes" / f"{name}.toml", folder)
+    result = run_cli("run", str(folder / "smoke-perturbed.toml"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    int8 = next(
+        t
+        for t in load_manifest(out / "smoke-perturbed" / "latest")["targets"]
+        if t["name"] == "x86-onnxruntime-int8"
+    )
+    assert int8["verdict"] == "fail" and int8["required"] is False
+    compared = run_cli("compare", str(out / "smoke" / "latest"), str(out / "smoke-perturbed" / "latest"))
+    assert compared.returncode == 1 and "**REGRESSED**" in compared.stdout
 
 
 def test_compare_names_the_perturbed_target_and_exits_1(first_run, out, recipes):
