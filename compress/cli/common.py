@@ -19,15 +19,6 @@ def fail_input(exc: Exception) -> NoReturn:
     sys.exit(EXIT_BAD_INPUT)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (CI cancelling a job) unwinds like Ctrl-C, so every half-written folder is removed."""
-
-
-def on_sigterm(signum, frame) -> None:
-    """The SIGTERM handler `compress run` installs."""
-    raise Terminated()
-
-
 ALLOW_OUTSIDE = click.option(
     "--allow-outside",
     is_flag=True,

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 import click
 
-from compress.cli.common import (
-    ALLOW_OUTSIDE,
-    EXIT_FAIL,
-    EXIT_PASS,
-    Terminated,
-    fail_input,
-    on_sigterm,
-)
+from compress.cli.common import ALLOW_OUTSIDE, EXIT_FAIL, EXIT_PASS, fail_input
+from compress.core import interrupt
 from compress.core.errors import CompressError
+from compress.core.interrupt import Terminated
 
 SET = click.option(
     "--set",
@@ -88,7 +82,7 @@ def run(
         fail_input(CompressError("give --only or --from, not both"))
     if reproduce and overrides:
         fail_input(CompressError("--reproduce reruns the bundle's recorded recipe: --set cannot be given"))
-    signal.signal(signal.SIGTERM, on_sigterm)
+    interrupt.install()
     world = _join_launch()
     if not world.is_main:
         _serve_training(world)

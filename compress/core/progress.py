@@ -16,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from compress.core import interrupt
+
 
 class Reporter:
     """One console for the whole run; stages ask it for bars instead of printing themselves."""
@@ -26,6 +28,7 @@ class Reporter:
 
     def info(self, message: str) -> None:
         """One status line (rich markup allowed)."""
+        interrupt.check()
         self.console.print(message)
 
     @contextlib.contextmanager
@@ -64,6 +67,7 @@ class Reporter:
             task = progress.add_task(description, total=total, status="")
 
             def advance(n: int = 1, **fields: object) -> None:
+                interrupt.check()
                 if fields:
                     progress.update(task, advance=n, status="  ".join(f"{k} {v}" for k, v in fields.items()))
                 else:
@@ -92,6 +96,7 @@ def plain_lines(
 
     def advance(n: int = 1, **fields: object) -> None:
         nonlocal done, last
+        interrupt.check()
         before, done = done, done + n
         now = clock()
         crossed = done // step > before // step
