@@ -23,6 +23,8 @@ Measured on a 2-core Zen 4 (AVX-512 VNNI) with MiniLM-L6 / SST-2 (see benchmarks
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,18 +167,20 @@ def quantize(
     extra["QuantizeBias"] = False
     if calibration is not None:
         calibration.rewind()
-    quantize_static(
-        str(src),
-        str(dst),
-        calibration,
-        quant_format=QuantFormat.QDQ,
-        activation_type=QuantType[scheme.activation],
-        calibrate_method={
-            "minmax": CalibrationMethod.MinMax,
-            "entropy": CalibrationMethod.Entropy,
-            "percentile": CalibrationMethod.Percentile,
-        }[method],
-        calibration_cache_path=calibration_cache,
-        extra_options=extra,
-        **common,
-    )
+    # its calibrators print their progress to stdout, which `compress run` keeps for the verdict line
+    with contextlib.redirect_stdout(io.StringIO()):
+        quantize_static(
+            str(src),
+            str(dst),
+            calibration,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType[scheme.activation],
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[method],
+            calibration_cache_path=calibration_cache,
+            extra_options=extra,
+            **common,
+        )

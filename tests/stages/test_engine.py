@@ -91,6 +91,8 @@ def test_smoke_with_tensorrt_targets_gates_proxies(first_run, out, recipes):
         assert "proxy" not in fp16 or fp16["proxy"] is None
         return
     assert result.returncode == 0, result.stderr
+    # stdout is the verdict line only: the static calibrators' progress prints are kept off it
+    assert [line.split(":")[0] for line in result.stdout.splitlines()] == ["PASS"], result.stdout[:300]
     for name in ("gpu-fp16", "jetson-orin-int8"):
         t = targets[name]
         assert t["verdict"] == "proxy"
