@@ -24,6 +24,9 @@ def _start(recipe: Path, out: Path, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        # as from a terminal: a shell that starts jobs in the background (a CI script, `cmd &`) has them
+        # ignore SIGINT, and compress respects an ignored SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 

@@ -66,7 +66,8 @@ def _partial(body: dict) -> dict:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            node.pop("required", None)
+            if isinstance(node.get("required"), list):  # the keyword, not a property named "required"
+                node.pop("required")
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
                 node["$ref"] = ref + "Partial"
