@@ -198,33 +198,30 @@ def _search(
         return fallback.order(sensitivity, free={n for n, op in layers.items() if op in LOOKUPS})
 
     def evaluate(fp32_layers: tuple[str, ...]) -> tuple[float, float]:
-        """Dev accuracy, and the lowest label agreement with FP32 over the dev batches and every
-        checked shape: the held-out shape check on test rows then rarely finds a surprise."""
+        """Dev accuracy, and label agreement with FP32 on the dev rows; where `fallback_agreement` is
+        asked for, the lowest agreement over the check shapes too (only then is it worth their time)."""
         with progress.timed(f"{trials.scheme.isa}: trial with {len(fp32_layers)} FP32 layers"):
-            return _evaluate(fp32_layers)
-
-    def _evaluate(fp32_layers: tuple[str, ...]) -> tuple[float, float]:
-        labels = trials.logits(prepared.dev_batches, fp32_layers).argmax(-1)
-        accuracy = float(np.mean(labels == dev_labels))
-        agreements = [float(np.mean(labels == prepared.fp32_dev.argmax(-1)))]
-        if search.fallback_agreement is not None:  # only then is agreement at other shapes worth its time
-            at_shapes = shape_matrix(
-                prepared.fp32_at_shapes,
-                onnxruntime_predictor(trials.scratch),
-                prepared.tokenizer,
-                dev.texts,
-                search.check_shapes,
-                search.check_rows,
+            labels = trials.logits(prepared.dev_batches, fp32_layers).argmax(-1)
+            accuracy = float(np.mean(labels == dev_labels))
+            agreements = [float(np.mean(labels == prepared.fp32_dev.argmax(-1)))]
+            if search.fallback_agreement is not None:
+                at_shapes = shape_matrix(
+                    prepared.fp32_at_shapes,
+                    onnxruntime_predictor(trials.scratch),
+                    prepared.tokenizer,
+                    dev.texts,
+                    search.check_shapes,
+                    search.check_rows,
+                )
+                agreements += [r.label_agreement or 0.0 for r in at_shapes.values()]
+            agreement = min(agreements)
+            progress.info(
+                f"  trial: {len(fp32_layers)} of {len(layers)} layers in FP32 -> dev accuracy "
+                f"{accuracy:.4f} ({(fp32_accuracy - accuracy) * 100:+.2f} pt), "
+                f"{agreement:.2%} labels as FP32"
+                + (" (lowest over the check shapes)" if len(agreements) > 1 else "")
             )
-            agreements += [r.label_agreement or 0.0 for r in at_shapes.values()]
-        agreement = min(agreements)
-        progress.info(
-            f"  trial: {len(fp32_layers)} of {len(layers)} layers in FP32 -> dev accuracy "
-            f"{accuracy:.4f} ({(fp32_accuracy - accuracy) * 100:+.2f} pt), "
-            f"{agreement:.2%} labels as FP32"
-            + (" (lowest over the check shapes)" if len(agreements) > 1 else "")
-        )
-        return accuracy, agreement
+            return accuracy, agreement
 
     outcome = fallback.search(
         reference_accuracy=fp32_accuracy,
