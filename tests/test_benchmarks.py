@@ -1,12 +1,12 @@
-"""The pure parts of benchmarks/alternatives.py: MAC counting and the verdict against Optimum."""
+"""The pure parts of `make bench`: MAC counting, and the INT8 goals as MET / NOT MET (benchmarks/goals.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from benchmarks.alternatives import Model, best_against_optimum, macs_at
+from benchmarks import goals
+from benchmarks.alternatives import macs_at
+from benchmarks.goals import Measured
 from compress.models import pruning
 
 
@@ -24,43 +24,91 @@ def test_mac_split_adds_up_to_the_pruning_count_plus_pooler_and_head():
     assert attention == 2 * (2 * 16 * 16 * 16 + 2 * 16 * 16 * 32)  # layer 0 kept 2 of 4 heads
 
 
-def model(name: str, family: str, accuracy: float, ms: float, drop: float) -> Model:
-    m = Model(name, "onnxruntime", "int8", Path("."), None, family)
-    m.row = {"accuracy": accuracy, "drop_points": drop, "1x128": {"median_ms": ms}}
-    return m
+def row(name, family="compress", *, accuracy=0.89, drop=0.5, precision="int8", runtime="onnxruntime", **kw):
+    return Measured(name, family, runtime, precision, accuracy, drop, **{"recipe_verdict": "pass", **kw})
 
 
-OPTIMUM = model("optimum", "optimum", 0.88, 20.0, 1.5)
+OPTIMUM = row("optimum", "optimum", accuracy=0.885, drop=0.9)
+
+
+def pairs_of(speedups: dict[str, tuple[float, float]], reference: str = "optimum") -> dict:
+    return {
+        f"{name} vs {reference}": {"1x128": {"speedup": a}, "32x64": {"speedup": b}}
+        for name, (a, b) in speedups.items()
+    }
 
 
 @pytest.mark.parametrize(
-    "candidates,speedup,best,faster,not_worse",
+    "rows,speedups,status,chosen",
     [
+        # b is faster at 1x128 but slower at 32x64: the slower shape decides, a is chosen and meets 2x
+        ([row("a"), row("b")], {"a": (2.1, 2.2), "b": (3.0, 1.5)}, "MET", "a"),
+        # c is the fastest but 1.2 pt down, d's recipe failed: neither can stand; e misses at 32x64
         (
-            [model("a", "compress", 0.89, 10.0, 0.5), model("b", "compress", 0.87, 5.0, 2.5)],
-            1.8,
-            "a",
-            True,
-            True,
+            [row("c", drop=1.2), row("d", recipe_verdict="fail"), row("e")],
+            {"c": (3.0, 3.0), "d": (3.0, 3.0), "e": (2.5, 1.9)},
+            "NOT MET",
+            "e",
         ),
-        ([model("a", "compress", 0.87, 10.0, 0.9)], 0.9, "a", False, False),
+        ([row("f", drop=2.0)], {"f": (3.0, 3.0)}, "NOT MEASURED", None),
     ],
 )
-def test_best_within_budget_against_optimum(candidates, speedup, best, faster, not_worse):
-    """The fastest artifact within budget is chosen (b is faster but 2.5 pt down); a loss either way
-    is reported as one, not hidden."""
-    pairs = {
-        f"{m.name} vs optimum": {"1x128": {"speedup": speedup, "p10": 0.5, "p90": 2.0}} for m in candidates
-    }
-    verdict = best_against_optimum([*candidates, OPTIMUM], OPTIMUM, pairs, budget=1.0)
-    assert (verdict["best"], verdict["faster"], verdict["accuracy_equal_or_better"]) == (
-        best,
-        faster,
-        not_worse,
-    )
-    assert ("faster" in verdict["answer"]) == faster
+def test_fastest_within_budget_against_optimum(rows, speedups, status, chosen):
+    judged = goals.fastest_against_optimum([*rows, OPTIMUM], pairs_of(speedups), "optimum", 1.0)
+    assert judged["status"] == status
+    assert judged.get("artifact") == chosen
 
 
-def test_no_candidate_within_budget_says_so():
-    verdict = best_against_optimum([model("a", "compress", 0.8, 1.0, 9.0), OPTIMUM], OPTIMUM, {}, 1.0)
-    assert verdict["answer"].startswith("no comparison")
+@pytest.mark.parametrize(
+    "candidate,speedups,status",
+    [
+        (row("u"), (1.2, 1.16), "MET"),
+        (row("u"), (1.2, 1.1), "NOT MET"),  # 32x64 below 1.15x
+        (row("u", accuracy=0.88), (1.5, 1.5), "NOT MET"),  # less accurate than Optimum
+        (row("u", gate="fail"), (1.5, 1.5), "NOT MET"),  # its own budget missed on the test rows
+        (row("u", pruned=True), (1.5, 1.5), "NOT MEASURED"),  # pruned: not this goal's artifact
+        (row("u", precision="fp32"), (1.5, 1.5), "NOT MEASURED"),
+    ],
+)
+def test_unpruned_int8_against_optimum(candidate, speedups, status):
+    if candidate.gate is None:
+        candidate.gate = "pass"
+    judged = goals.unpruned_int8_against_optimum([candidate, OPTIMUM], pairs_of({"u": speedups}), OPTIMUM)
+    assert judged["status"] == status
+
+
+@pytest.mark.parametrize(
+    "graphs,status",
+    [
+        (
+            [row("g", extra={"times_floor_32x64": 1.9, "floor_32x64_ms": 10.0, "gemm_share_32x64": 0.6})],
+            "MET",
+        ),
+        # the unpruned graph decides even when a pruned one is within 2x
+        (
+            [
+                row("p", pruned=True, extra={"times_floor_32x64": 1.5, "floor_32x64_ms": 5.0}),
+                row("g", extra={"times_floor_32x64": 2.4, "floor_32x64_ms": 10.0}),
+            ],
+            "NOT MET",
+        ),
+        ([row("g")], "NOT MEASURED"),
+    ],
+)
+def test_int8_graph_against_its_floor(graphs, status):
+    assert goals.int8_graph_floor(graphs)["status"] == status
+
+
+@pytest.mark.parametrize(
+    "target,speedups,status",
+    [
+        (row("t", runtime="torch", gate="pass", extra={"trials": [{}]}), (3.0, 5.0), "MET"),
+        (row("t", runtime="torch", gate="fail", extra={"trials": [{}]}), (3.0, 5.0), "NOT MET"),
+        (row("t", runtime="torch", gate="pass", extra={"trials": [{}]}), (0.9, 5.0), "NOT MET"),
+        (row("t", runtime="torch", gate="pass"), (3.0, 5.0), "NOT MET"),  # no trial table
+        (row("t", gate="pass", extra={"trials": [{}]}), (3.0, 5.0), "NOT MEASURED"),  # not torch
+    ],
+)
+def test_torch_int8_target(target, speedups, status):
+    judged = goals.torch_int8_target([target], pairs_of({"t": speedups}, "eager"), "eager")
+    assert judged["status"] == status

@@ -14,11 +14,15 @@ from __future__ import annotations
 import copy
 import logging
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+# torch's own pytree warns through copyreg while NC deep-copies exported graphs; nothing to act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
 
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -83,10 +87,13 @@ def tune(
     """Autotune static INT8 configs on `model` (eval mode, CPU). `evaluate(fn)` and `calibrate(fn)`
     call `fn(*tensors in names order) -> logits`; `max_drop` is the tolerable absolute fall of
     `evaluate`'s metric. `example` has a batch of 2 or more (a batch of 1 fixes the batch axis)."""
+    from neural_compressor.common.utils.logger import Logger
     from neural_compressor.torch.export import export
     from neural_compressor.torch.quantization import StaticQuantConfig, TuningConfig, autotune
 
-    logging.getLogger("neural_compressor").setLevel(logging.WARNING)  # its INFO is pages per trial
+    # NC's logger is a singleton that sets its level (INFO, pages per trial) when first made, so make it
+    # first, then quiet it; its warnings here are notes ("Auto detect accelerator: CPU", "please compile")
+    Logger().get_logger().setLevel(logging.ERROR)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     wrapped = _Logits(model, names).eval()
