@@ -88,12 +88,14 @@ def tune(
     call `fn(*tensors in names order) -> logits`; `max_drop` is the tolerable absolute fall of
     `evaluate`'s metric. `example` has a batch of 2 or more (a batch of 1 fixes the batch axis)."""
     from neural_compressor.common.utils.logger import Logger
+
+    # NC's logger is a singleton that sets its level (INFO: pages per trial) when first made, and its
+    # torch modules log on import: make it, quiet it, then import them. Its warnings here are notes
+    # ("Auto detect accelerator: CPU", "please compile it to accelerate inference").
+    Logger().get_logger().setLevel(logging.ERROR)
     from neural_compressor.torch.export import export
     from neural_compressor.torch.quantization import StaticQuantConfig, TuningConfig, autotune
 
-    # NC's logger is a singleton that sets its level (INFO, pages per trial) when first made, so make it
-    # first, then quiet it; its warnings here are notes ("Auto detect accelerator: CPU", "please compile")
-    Logger().get_logger().setLevel(logging.ERROR)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     wrapped = _Logits(model, names).eval()
