@@ -14,9 +14,16 @@ that loads the model and answers 32x64. Each ONNX INT8 graph is also profiled pe
 (benchmarks/onnx_profile.py). The goals of the INT8 issue are judged MET / NOT MET at the end
 (benchmarks/goals.py).
 
-Every model runs with intra-op threads = this machine's cores, and none spin-waits between calls
-(ONNX Runtime's `allow_spinning` off, OpenMP's wait policy passive): otherwise the idle threads of
-one model hold the cores the next model in the rotation needs.
+Every model runs with intra-op threads = this machine's cores. ONNX Runtime sessions do not spin-wait
+after a call (`allow_spinning` off): with spinning on, its idle pool held the cores long after each call
+and the PyTorch INT8 package interleaved with it took 28.9 ms at 1x128 against 7.3 ms alone, even with
+5 ms between calls. Every ONNX Runtime model here, Optimum's and compress's, runs the same way, so
+their ratios are unaffected; against PyTorch rows the setting may cost ONNX Runtime some speed at
+small shapes (one scratch check: 7.2 ms without spinning, 5.3 ms with, alone; noisy). PyTorch keeps
+GNU OpenMP's default wait policy, which spins only briefly: every timed call starts after an idle gap
+(benchmarks.common.IDLE_GAP_S) so those threads are asleep when the next model starts. (Forcing
+OpenMP's policy to passive instead, as an earlier version did, doubled the PyTorch INT8 package's time
+at 1x128: 14.0 against 7.1 ms. Measured 2026-11-30 on this project's 2-core Xeon.)
 
 Speedups are measured pair by pair: reference and candidate alternate call by call, and the ratio of
 their medians is reported with the 10th-90th percentile of the per-round ratios, so drift on a noisy
@@ -46,10 +53,6 @@ from benchmarks.alternatives_report import SHAPES, SPEED_SHAPES, markdown
 from benchmarks.optimum_path import optimum_models
 from benchmarks.rows import Model, compress_models
 
-# Models take turns on the same cores: a runtime whose threads spin-wait after a call (GNU OpenMP
-# under PyTorch by default, ONNX Runtime's pool) would steal the next model's cores. Set before torch
-# loads its OpenMP runtime; ONNX Runtime sessions here are made with spinning off.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 DEFAULT_RECIPES = (
     Path("recipes/sst2-minilm-torch-int8.toml"),
     Path("recipes/sst2-minilm-pruned-torch-int8.toml"),

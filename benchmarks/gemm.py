@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from benchmarks.common import interleaved_latency
+from benchmarks.common import IDLE_GAP_S, interleaved_latency
 
 GEMM = 2048  # M = K = N: large enough that packing and call overhead vanish
 interleaved = interleaved_latency
@@ -29,6 +29,7 @@ def paired_speedup(reference, candidate, batch: int, sequence: int, rounds: int)
     for i in range(rounds):
         order = ((reference, ref_ms), (candidate, cand_ms))
         for predict, times in order if i % 2 == 0 else order[::-1]:
+            time.sleep(IDLE_GAP_S)
             start = time.perf_counter()
             predict(inputs)
             times.append((time.perf_counter() - start) * 1000)
