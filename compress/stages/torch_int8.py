@@ -11,8 +11,11 @@ are scored on the Q/DQ program and the compiled one's dev labels are compared wi
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import re
 import time
 import warnings
 import zipfile
@@ -52,20 +55,33 @@ def _predict(fn: Callable[..., torch.Tensor], batches: list[tuple[torch.Tensor, 
         return np.concatenate([fn(*b).argmax(-1).numpy() for b in batches])
 
 
-def _aot_compile(program: torch.export.ExportedProgram, out: Path, batches, reference: np.ndarray) -> dict:
+def _aot_compile(
+    program: torch.export.ExportedProgram, out: Path, batches, reference: np.ndarray, *, autotune: bool
+) -> dict:
     """AOTInductor's package of `program` at out/AOTI, and how far its dev labels stay from `reference`;
     where it cannot be built, why (the portable program is served instead)."""
+    configs: dict[str, Any] = {"freezing": True}
+    if autotune:
+        # Inductor times its C++ GEMM templates (AMX or AVX-512 VNNI u8s8 micro-kernels) against oneDNN's
+        # qlinear for each linear layer and keeps the faster. Pruned MiniLM on this project's 2-core Xeon
+        # (AMX): 1x128 3.3-3.6 -> 2.3-2.5 ms, 32x64 34-36 -> 27-28 ms; compile 20 -> 58 s (2026-11-30).
+        configs |= {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
     t0 = time.perf_counter()
     try:
-        # Inductor freezes (folds the weights' quantize ops into int8 constants and fuses dequant-matmul-
-        # quant into oneDNN qlinear kernels) only with grad off. Built with grad on, the same call made a
-        # package that simulates Q/DQ in FP32: 94 MB and 19 ms at 1x128 for MiniLM, against 62 MB and 4.4 ms
+        # Inductor freezes (folds the weights' quantize ops into int8 constants and lowers dequant-matmul-
+        # quant to int8 kernels) only with grad off. Built with grad on, the same call made a package
+        # that simulates Q/DQ in FP32: 94 MB and 19 ms at 1x128 for MiniLM, against 62 MB and 4.4 ms
         # under no_grad (measured 2026-11-30 on this project's 2-core Xeon; FP32 eager 16.7 ms).
-        with torch.no_grad(), warnings.catch_warnings():
-            # Inductor's oneDNN lowering copies the weight zero points with torch.tensor(tensor): its own note
+        # Its autotuning prints tables and its oneDNN lowering a note: kept off compress's output.
+        with (
+            torch.no_grad(),
+            warnings.catch_warnings(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
             warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
             torch._inductor.aoti_compile_and_package(
-                program, package_path=str(out / AOTI), inductor_configs={"freezing": True}
+                program, package_path=str(out / AOTI), inductor_configs=configs
             )
         compiled = torch._inductor.aoti_load_package(str(out / AOTI))
         labels = _predict(compiled, batches)
@@ -74,22 +90,33 @@ def _aot_compile(program: torch.export.ExportedProgram, out: Path, batches, refe
         return {"built": False, "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
     return {
         "built": True,
+        "max_autotune": autotune,
         "seconds": round(time.perf_counter() - t0, 2),
-        "int8_kernel_calls": int8_kernel_calls(out / AOTI),
+        "int8_gemm_kernels": int8_gemm_kernels(out / AOTI),
         "label_agreement_with_program": float((labels == reference).mean()),
         "dev_labels_sha256": hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest(),
     }
 
 
-def int8_kernel_calls(package: Path) -> int:
-    """How often the package's generated wrapper calls a quantized linear kernel (oneDNN `qlinear`): 0
-    means Inductor did not lower the Q/DQ pattern and the INT8 model runs as simulated FP32."""
+# the signature of a C++ GEMM template Inductor generated for uint8 activations x int8 weights
+_U8S8_TEMPLATE = re.compile(
+    r"void (\w*micro_gemm)\(\s*(?:AMXState& amx_state,\s*)?const uint8_t\* __restrict__ A,"
+    r"\s*const int8_t\* __restrict__ B"
+)
+
+
+def int8_gemm_kernels(package: Path) -> dict[str, int]:
+    """What runs the package's INT8 linear layers: calls of oneDNN's quantized linear in the generated
+    wrapper, and the u8s8 GEMM templates Inductor generated (max_autotune). Both 0 means Inductor did
+    not lower the Q/DQ pattern and the INT8 model runs as simulated FP32."""
+    qlinear = templates = 0
     with zipfile.ZipFile(package) as archive:
-        return sum(
-            archive.read(name).decode(errors="ignore").count("qlinear")
-            for name in archive.namelist()
-            if name.endswith("wrapper.cpp")
-        )
+        for name in archive.namelist():
+            if name.endswith(".cpp"):
+                code = archive.read(name).decode(errors="ignore")
+                qlinear += code.count("qlinear") if name.endswith("wrapper.cpp") else 0
+                templates += len(set(_U8S8_TEMPLATE.findall(code)))
+    return {"onednn_qlinear_calls": qlinear, "cpp_u8s8_gemm_templates": templates}
 
 
 def run(ctx: StageContext[TorchInt8Spec]) -> StageResult:
@@ -162,7 +189,11 @@ def run(ctx: StageContext[TorchInt8Spec]) -> StageResult:
     stage_labels = _predict(tuned.program.module(), eval_batches)
     reloaded = _predict(torch.export.load(out / "model.pt2").module(), eval_batches)
     seconds = {**tuned.seconds, "save": round(time.perf_counter() - t0, 2)}
-    aoti = _aot_compile(tuned.program, out, eval_batches, stage_labels) if spec.aot_inductor else None
+    aoti = (
+        _aot_compile(tuned.program, out, eval_batches, stage_labels, autotune=spec.max_autotune)
+        if spec.aot_inductor
+        else None
+    )
     agreement = float((stage_labels == reloaded).mean())
     metrics = {
         "neural_compressor": nc.version(),
