@@ -11,6 +11,15 @@ Measured on a 2-core Zen 4 (AVX-512 VNNI) with MiniLM-L6 / SST-2 (see benchmarks
   re-fuse). Fused, split and quantized: 10.0 ms at 1x128 and 113 ms at 32x64 against plain's 12.3
   and 122 ms and FP32's 24.0 and 262 ms (one interleaved run, 2026-11-24; the benchmarks give the
   current figures).
+- Attention stays QAttention (the Attention fusion, quantized). Scratch study on this project's 2-core
+  Xeon (AMX), 2026-11-30, dynamic INT8 per channel, each graph paired against plain `quantize_dynamic`
+  per tensor (Optimum's preset) at 1x128 / 32x64. Pruned MiniLM: QAttention 1.35x / 1.25x;
+  MultiHeadAttention with three separately quantized Q/K/V MatMuls 1.24x / 1.12x; the GELU
+  approximation (FastGelu) 1.33x / 1.22x, no gain, so exact Gelu stays. Unpruned MiniLM: QAttention
+  1.33x / 1.17x; no attention fusion (FP32 attention core in plain ops) 1.07x / 1.10x. Per op at 32x64
+  (`python -m benchmarks.onnx_profile`): QAttention and DynamicQuantizeMatMul ~70% of kernel time,
+  Gelu ~10%, the split residual Sum + LayerNormalization ~15% (Optimum's SkipLayerNormalization took
+  11.6 ms where Sum + LayerNormalization took 9.2 ms, unpruned, in `make bench`).
 - Per-channel weight scales: 98.97% of the 872 test labels as FP32, against 98.05% per-tensor, at
   the same speed.
 - Dynamic mode quantizes activations per batch to uint8 and weights to int8: on VNNI this is the
