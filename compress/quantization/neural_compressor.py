@@ -1,7 +1,7 @@
 """INT8 for PyTorch through Intel Neural Compressor 3.x (PT2E): the one module that imports it.
 
 `tune` exports the model with torch.export (a batch of 2 and `Dim`s, so batch and sequence stay
-dynamic), lets NC's `autotune` try each expanded static config (calibrated by `calibrate`, scored by
+dynamic), lets NC's `autotune` try each expanded config (static ones calibrated by `calibrate`; all scored by
 `evaluate`), and re-exports the best converted graph as an `ExportedProgram`, which
 `torch.export.save` writes as a .pt2 that `torch.export.load` runs without NC, compress or a C++
 compiler. Known behaviours handled here: autotune returns the best model even when no trial met the
@@ -60,17 +60,30 @@ def _dynamic_shapes(names: tuple[str, ...]) -> tuple[tuple[dict[int, Any], ...]]
     return (tuple({0: batch, 1: sequence} for _ in names),)
 
 
-def _expanded(config_set: Any) -> list[Any]:
+def config_set(options: dict[str, list[Any]], modes: tuple[str, ...]) -> list[Any]:
+    """NC's config set: static PT2E INT8 over every combination of the list-valued `options` (activations
+    calibrated once, on dev rows), then dynamic INT8 (activation scales computed per batch at run time,
+    no calibration) with the same weight granularities; each mode where `modes` asks for it."""
+    from neural_compressor.torch.quantization import DynamicQuantConfig, StaticQuantConfig
+
+    out = []
+    if "static" in modes:
+        out.append(StaticQuantConfig(**options))
+    if "dynamic" in modes:
+        out.append(DynamicQuantConfig(w_granularity=options["w_granularity"]))
+    return out
+
+
+def trial_configs(configs: list[Any], options: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Each config NC will try, in its order, as the trial table shows it: the mode and the options."""
     from neural_compressor.common.base_tuning import ConfigLoader
 
-    return list(ConfigLoader(copy.deepcopy(config_set)))
-
-
-def static_configs(options: dict[str, list[Any]]) -> list[Any]:
-    """One NC StaticQuantConfig per combination of the list-valued `options`, in NC's trial order."""
-    from neural_compressor.torch.quantization import StaticQuantConfig
-
-    return _expanded(StaticQuantConfig(**options))
+    rows = []
+    for config in ConfigLoader(copy.deepcopy(configs)):
+        mode = "dynamic" if type(config).__name__ == "DynamicQuantConfig" else "static"
+        keys = options if mode == "static" else ("w_granularity",)
+        rows.append({"mode": mode, **{k: config.to_dict().get(k) for k in keys}})
+    return rows
 
 
 def tune(
@@ -79,14 +92,16 @@ def tune(
     example: tuple[torch.Tensor, ...],
     *,
     options: dict[str, list[Any]],
+    modes: tuple[str, ...] = ("static",),
     evaluate: Callable[[Callable[..., torch.Tensor]], float],
     calibrate: Callable[[Callable[..., torch.Tensor]], None],
     max_drop: float,
     max_trials: int,
 ) -> Tuned:
-    """Autotune static INT8 configs on `model` (eval mode, CPU). `evaluate(fn)` and `calibrate(fn)`
-    call `fn(*tensors in names order) -> logits`; `max_drop` is the tolerable absolute fall of
-    `evaluate`'s metric. `example` has a batch of 2 or more (a batch of 1 fixes the batch axis)."""
+    """Autotune INT8 configs (static, and dynamic where `modes` has it) on `model` (eval mode, CPU).
+    `evaluate(fn)` and `calibrate(fn)` call `fn(*tensors in names order) -> logits`; `max_drop` is the
+    tolerable absolute fall of `evaluate`'s metric. `example` has a batch of 2 or more (a batch of 1
+    fixes the batch axis)."""
     from neural_compressor.common.utils.logger import Logger
 
     # NC's logger is a singleton that sets its level (INFO: pages per trial) when first made, and its
@@ -94,7 +109,7 @@ def tune(
     # ("Auto detect accelerator: CPU", "please compile it to accelerate inference").
     Logger().get_logger().setLevel(logging.ERROR)
     from neural_compressor.torch.export import export
-    from neural_compressor.torch.quantization import StaticQuantConfig, TuningConfig, autotune
+    from neural_compressor.torch.quantization import TuningConfig, autotune
 
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -104,7 +119,7 @@ def tune(
     if graph is None:
         raise RuntimeError("torch.export of the model failed (see Neural Compressor's log)")
     seconds["export"] = round(time.perf_counter() - t0, 2)
-    configs = static_configs(options)
+    configs = trial_configs(config_set(options, modes), options)
     trials: list[dict[str, Any]] = []
     scores: list[float] = []
 
@@ -124,7 +139,7 @@ def tune(
     tolerable = max_drop / baseline if baseline > 0 else 0.0
     n_trials = min(max_trials, len(configs))
     tuning = TuningConfig(
-        config_set=[StaticQuantConfig(**options)], tolerable_loss=tolerable, max_trials=n_trials
+        config_set=config_set(options, modes), tolerable_loss=tolerable, max_trials=n_trials
     )
     best = autotune(graph, copy.deepcopy(tuning), eval_fn=eval_fn, run_fn=run_fn, example_inputs=example)
     seconds["autotune"] = round(time.perf_counter() - t0, 2)
@@ -135,7 +150,7 @@ def tune(
         trials.append(
             {
                 "trial": i,
-                "config": {k: config.to_dict().get(k) for k in options},
+                "config": config,
                 "dev_metric": round(score, 6),
                 "drop_points": round(100 * (baseline - score), 4),
                 "passed": baseline - score <= max_drop,

@@ -208,6 +208,10 @@ class TorchInt8Spec(Strict):
     """Activation calibration algorithms tried."""
     w_granularity: list[Literal["per_channel", "per_tensor"]] = ["per_channel"]
     """Weight scale granularities tried."""
+    modes: list[Literal["static", "dynamic"]] = ["static"]
+    """INT8 kinds tried, in this order: static (activation scales calibrated on dev rows, every combination of
+    the options above) and dynamic (activation scales computed per batch at run time; the weight
+    granularities above)."""
     max_accuracy_drop: float = Field(1.0, ge=0)
     """Points the INT8 model may fall below the checkpoint it read: autotune's tolerable loss on the dev rows,
     and the stage's own budget on the test rows."""
@@ -223,7 +227,7 @@ class TorchInt8Spec(Strict):
 
     @model_validator(mode="after")
     def _something_to_try(self) -> TorchInt8Spec:
-        for name in ("act_sym", "act_algo", "w_granularity"):
+        for name in ("act_sym", "act_algo", "w_granularity", "modes"):
             if not getattr(self, name):
                 raise ValueError(f"{name} needs at least one value to try")
         return self

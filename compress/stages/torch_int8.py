@@ -156,6 +156,7 @@ def run(ctx: StageContext[TorchInt8Spec]) -> StageResult:
                 names,
                 example,
                 options=options,
+                modes=tuple(dict.fromkeys(spec.modes)),
                 evaluate=evaluate,
                 calibrate=calibrate,
                 max_drop=spec.max_accuracy_drop / 100,

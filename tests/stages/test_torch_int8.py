@@ -44,7 +44,12 @@ def test_stage_tunes_saves_and_the_program_reloads_elsewhere(stage_context, tiny
     m = result.metrics
     assert 1 <= len(m["trials"]) <= 2
     first = m["trials"][0]
-    assert first["config"] == {"act_sym": False, "act_algo": "minmax", "w_granularity": "per_channel"}
+    assert first["config"] == {
+        "mode": "static",
+        "act_sym": False,
+        "act_algo": "minmax",
+        "w_granularity": "per_channel",
+    }
     assert set(first) >= {"dev_metric", "drop_points", "passed"}
     assert m["chosen_trial"] in {t["trial"] for t in m["trials"]}
     assert m["reload_label_agreement"] == 1.0 and set(m["seconds"]) >= {"export", "autotune", "save"}
@@ -105,9 +110,59 @@ def test_without_a_compiler_the_portable_program_is_served(stage_context, tiny_c
     assert RUNTIMES["torch"](folder)(batch).shape == (2, 2)
 
 
+def test_dynamic_configs_follow_the_static_ones_and_run(tiny_checkpoint):
+    """modes = static then dynamic: NC tries them in that order (a tolerable loss no trial can meet makes
+    it try both), the table names each, and the dynamic program answers any batch x sequence."""
+    import torch
+
+    from compress.models.loading import forward_inputs, load_classifier
+    from compress.quantization import neural_compressor as nc
+
+    model = load_classifier(tiny_checkpoint.path).float().eval()
+    names = nc.input_names(forward_inputs(model))
+    rng = np.random.default_rng(0)
+
+    def batch(b: int, s: int) -> tuple:
+        ids = torch.from_numpy(rng.integers(5, 1000, (b, s)))
+        feeds = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": 0 * ids}
+        return tuple(feeds[n] for n in names)
+
+    rows = [batch(8, 12) for _ in range(2)]
+    labels = np.concatenate(
+        [model(**dict(zip(names, b, strict=True))).logits.argmax(-1).numpy() for b in rows]
+    )
+
+    def evaluate(fn) -> float:
+        return float((np.concatenate([fn(*b).argmax(-1).numpy() for b in rows]) == labels).mean())
+
+    def calibrate(fn) -> None:
+        for b in rows:
+            fn(*b)
+
+    options = {"act_sym": [False], "act_algo": ["minmax"], "w_granularity": ["per_channel"]}
+    tuned = nc.tune(
+        model,
+        names,
+        batch(2, 10),
+        options=options,
+        modes=("static", "dynamic"),
+        evaluate=evaluate,
+        calibrate=calibrate,
+        max_drop=-1.0,  # nothing meets it: autotune tries every config
+        max_trials=4,
+    )
+    assert [t["config"]["mode"] for t in tuned.trials] == ["static", "dynamic"]
+    assert tuned.trials[1]["config"] == {"mode": "dynamic", "w_granularity": "per_channel"}
+    assert not any(t["passed"] for t in tuned.trials)
+    with torch.no_grad():
+        assert tuned.program.module()(*batch(3, 17)).shape == (3, 2)
+
+
 def test_option_lists_must_not_be_empty():
     with pytest.raises(ValueError, match="act_algo needs at least one value"):
         TorchInt8Spec(act_algo=[])
+    with pytest.raises(ValueError, match="modes needs at least one value"):
+        TorchInt8Spec(modes=[])
 
 
 TABLE = """
