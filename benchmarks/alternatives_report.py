@@ -14,12 +14,12 @@ def markdown(result: dict) -> str:
         f"`{result['command']}`.",
         "",
         "| model | accuracy | drop pt | 1x128 ms (p90) | 1x32 ms (p90) | 32x64 ms (p90) | rows/s 32x64 "
-        "| MB | peak RSS MB | × floor 1x128 | × floor 32x64 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| MB | peak RSS MB | × floor 1x128 | × floor 32x64 | × bare INT8 GEMMs 32x64 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in result["models"].items():
         if r["error"]:
-            lines.append(f"| {name} | crashed: `{r['error']}` | | | | | | | | | |")
+            lines.append(f"| {name} | crashed: `{r['error']}` | | | | | | | | | | |")
             continue
         shapes = " | ".join(
             f"{r[f'{b}x{s}']['median_ms']:.1f} ({r[f'{b}x{s}']['p90_ms']:.1f})" for b, s in SHAPES
@@ -27,7 +27,8 @@ def markdown(result: dict) -> str:
         lines.append(
             f"| {name} | {r['accuracy']:.4f} | {r['drop_points']:+.2f} | {shapes} | "
             f"{r['throughput_32x64_rows_per_s']:.0f} | {r['size_mb']:.1f} | {r.get('peak_rss_mb') or '—'} | "
-            f"{r.get('times_floor_1x128', '—')} | {r.get('times_floor_32x64', '—')} |"
+            f"{r.get('times_floor_1x128', '—')} | {r.get('times_floor_32x64', '—')} | "
+            f"{r.get('times_gemm_floor_32x64', '—')} |"
         )
     speed = [f"{b}x{s}" for b, s in SPEED_SHAPES]
     lines += [

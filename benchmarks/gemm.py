@@ -66,10 +66,10 @@ def torch_rate(dtype_name: str) -> float:
         return _best_rate(lambda: torch.matmul(a, b), GEMM**3)
 
 
-def onnxruntime_rate(precision: str) -> float:
-    """MatMul (fp32, bf16) or MatMulInteger (uint8 activations x int8 weights, what dynamic
-    quantization runs), the weight an initializer as in a model. Raises where the CPU provider has
-    no kernel for the precision."""
+def _onnxruntime_gemm(precision: str, m: int, k: int, n: int):
+    """A session running one MatMul (fp32, bf16) or MatMulInteger (uint8 activations x int8 weights,
+    what dynamic quantization runs) of [m, k] x [k, n], the weight an initializer as in a model, and
+    its input; the input is None where numpy cannot make it (bf16)."""
     import onnxruntime as ort
     from onnx import TensorProto, helper, numpy_helper
 
@@ -81,19 +81,19 @@ def onnxruntime_rate(precision: str) -> float:
     }
     op, a_type, out_type = kinds[precision]
     if precision == "int8":
-        weight = numpy_helper.from_array(rng.integers(-127, 128, (GEMM, GEMM), dtype=np.int8), "w")
-        a = rng.integers(0, 256, (GEMM, GEMM), dtype=np.uint8)
+        weight = numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "w")
+        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
     elif precision == "fp32":
-        weight = numpy_helper.from_array(rng.standard_normal((GEMM, GEMM), dtype=np.float32), "w")
-        a = rng.standard_normal((GEMM, GEMM), dtype=np.float32)
+        weight = numpy_helper.from_array(rng.standard_normal((k, n), dtype=np.float32), "w")
+        a = rng.standard_normal((m, k), dtype=np.float32)
     else:  # numpy has no bfloat16: the weight as raw bits; a session is all we can ask for
-        raw = np.zeros((GEMM, GEMM), dtype=np.uint16).tobytes()
-        weight, a = helper.make_tensor("w", TensorProto.BFLOAT16, (GEMM, GEMM), raw, raw=True), None
+        raw = np.zeros((k, n), dtype=np.uint16).tobytes()
+        weight, a = helper.make_tensor("w", TensorProto.BFLOAT16, (k, n), raw, raw=True), None
     graph = helper.make_graph(
         [helper.make_node(op, ["a", "w"], ["y"])],
         "gemm",
-        [helper.make_tensor_value_info("a", a_type, (GEMM, GEMM))],
-        [helper.make_tensor_value_info("y", out_type, (GEMM, GEMM))],
+        [helper.make_tensor_value_info("a", a_type, (m, k))],
+        [helper.make_tensor_value_info("y", out_type, (m, n))],
         [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
@@ -101,10 +101,24 @@ def onnxruntime_rate(precision: str) -> float:
     options = ort.SessionOptions()
     options.log_severity_level = 4
     options.intra_op_num_threads = os.cpu_count() or 1  # as the model sessions
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"]), a
+
+
+def onnxruntime_rate(precision: str) -> float:
+    """GMAC/s of one large GEMM (GEMM^3) in ONNX Runtime. Raises where the CPU provider has no kernel
+    for the precision."""
+    session, a = _onnxruntime_gemm(precision, GEMM, GEMM, GEMM)
     if a is None:
         raise RuntimeError("a bf16 session loaded, but numpy cannot feed bfloat16 inputs")
     return _best_rate(lambda: session.run(None, {"a": a}), GEMM**3)
+
+
+def onnxruntime_int8_gemm_ms(m: int, k: int, n: int, repeats: int = 20) -> float:
+    """Milliseconds of one bare INT8 GEMM (MatMulInteger) of [m, k] x [k, n] here, the best of
+    `repeats`: what one of a model's linear layers costs with nothing around it."""
+    session, a = _onnxruntime_gemm("int8", m, k, n)
+    session.run(None, {"a": a})
+    return min(_seconds(lambda: session.run(None, {"a": a})) for _ in range(repeats)) * 1000
 
 
 def rates() -> dict[str, dict]:

@@ -117,6 +117,11 @@ def int8_graph_floor(rows: list[Measured]) -> dict:
     parts = [
         f"{r.name}: GEMM ops {r.extra.get('gemm_share_32x64', float('nan')):.0%} of op time, "
         f"{r.extra['times_floor_32x64']:.2f}x its floor ({r.extra['floor_32x64_ms']:.1f} ms)"
+        + (
+            f", {r.extra['times_gemm_floor_32x64']:.2f}x its linear layers as bare INT8 GEMMs"
+            if "times_gemm_floor_32x64" in r.extra
+            else ""
+        )
         for r in graphs
     ]
     return _outcome(goal, graphs[0].extra["times_floor_32x64"] <= WITHIN_FLOOR, " | ".join(parts))
