@@ -339,17 +339,13 @@ def linear_shapes(model, tokens: int) -> list[tuple[int, int, int]]:
 
 def macs_at(model, batch: int, sequence: int) -> tuple[int, int]:
     """(linear-layer MACs, attention-matmul MACs) at batch x sequence, from the layers' real shapes:
-    Q/K/V, output and FFN projections, pooler and classifier; QK^T and attention x V."""
+    Q/K/V, output and FFN projections (`linear_shapes`), pooler and classifier; QK^T and attention x V."""
     from compress.models.pruning import layers
 
-    d, s = model.config.hidden_size, sequence
-    linear = attention = 0
-    for layer in layers(model):
-        inner = layer.attention.self.all_head_size
-        ffn = layer.intermediate.dense.out_features
-        linear += 3 * s * d * inner + s * inner * d + 2 * s * d * ffn
-        attention += 2 * s * s * inner
+    d = model.config.hidden_size
+    linear = sum(m * k * n for m, k, n in linear_shapes(model, sequence))
     linear += d * d + d * model.config.num_labels  # pooler and classifier: the first token only
+    attention = sum(2 * sequence * sequence * layer.attention.self.all_head_size for layer in layers(model))
     return batch * linear, batch * attention
 
 

@@ -37,6 +37,7 @@ def cpu_threads() -> int:
     return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
 
 
+@cache
 def cpu_info() -> dict:
     """The CPU's model name, machine type and the ISA flags in ISA_FLAGS that it has."""
     model, flags = platform.processor() or platform.machine(), set[str]()

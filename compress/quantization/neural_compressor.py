@@ -119,7 +119,8 @@ def tune(
     if graph is None:
         raise RuntimeError("torch.export of the model failed (see Neural Compressor's log)")
     seconds["export"] = round(time.perf_counter() - t0, 2)
-    configs = trial_configs(config_set(options, modes), options)
+    tried = config_set(options, modes)
+    configs = trial_configs(tried, options)
     trials: list[dict[str, Any]] = []
     scores: list[float] = []
 
@@ -138,9 +139,7 @@ def tune(
         baseline = evaluate(wrapped)
     tolerable = max_drop / baseline if baseline > 0 else 0.0
     n_trials = min(max_trials, len(configs))
-    tuning = TuningConfig(
-        config_set=config_set(options, modes), tolerable_loss=tolerable, max_trials=n_trials
-    )
+    tuning = TuningConfig(config_set=tried, tolerable_loss=tolerable, max_trials=n_trials)
     best = autotune(graph, copy.deepcopy(tuning), eval_fn=eval_fn, run_fn=run_fn, example_inputs=example)
     seconds["autotune"] = round(time.perf_counter() - t0, 2)
     if best is None:
