@@ -23,7 +23,8 @@ small shapes (one scratch check: 7.2 ms without spinning, 5.3 ms with, alone; no
 GNU OpenMP's default wait policy, which spins only briefly: every timed call starts after an idle gap
 (benchmarks.common.IDLE_GAP_S) so those threads are asleep when the next model starts. (Forcing
 OpenMP's policy to passive instead, as an earlier version did, doubled the PyTorch INT8 package's time
-at 1x128: 14.0 against 7.1 ms. Measured 2026-11-30 on this project's 2-core Xeon.)
+at 1x128: 14.0 against 7.1 ms. These figures: one-off scratch scripts on 2026-11-30 on this project's
+2-core Xeon, not kept in benchmarks/.)
 
 Speedups are measured pair by pair: reference and candidate alternate call by call, and the ratio of
 their medians is reported with the 10th-90th percentile of the per-round ratios, so drift on a noisy

@@ -13,7 +13,8 @@ import numpy as np
 
 # Idle time before each timed call: GNU OpenMP's threads (PyTorch) spin-wait briefly after a call by
 # default, and the next model must not find its cores taken. 5 ms is longer than that spin; alone, the
-# PyTorch INT8 package's 1x128 time is the same with and without it (7.0 vs 7.1 ms, 2026-11-30).
+# PyTorch INT8 package's 1x128 time is the same with and without it (7.0 vs 7.1 ms; a one-off scratch
+# script, 2026-11-30).
 IDLE_GAP_S = 0.005
 
 

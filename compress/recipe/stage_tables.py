@@ -223,7 +223,7 @@ class TorchInt8Spec(Strict):
     time. Building it needs a C++ compiler; without one the stage keeps the portable program and says why."""
     max_autotune: bool = True
     """With aot_inductor: Inductor times its own C++ INT8 GEMM kernels (AMX or AVX-512 VNNI) against
-    oneDNN's for every linear layer and keeps the faster. About 3x the compile time (20 -> 58 s, MiniLM)."""
+    oneDNN's for every linear layer and keeps the faster (benchmarks/torch_int8_compile.py measures it)."""
 
     @model_validator(mode="after")
     def _something_to_try(self) -> TorchInt8Spec:

@@ -64,14 +64,15 @@ def _aot_compile(
     if autotune:
         # Inductor times its C++ GEMM templates (AMX or AVX-512 VNNI u8s8 micro-kernels) against oneDNN's
         # qlinear for each linear layer and keeps the faster. Pruned MiniLM on this project's 2-core Xeon
-        # (AMX): 1x128 3.3-3.6 -> 2.3-2.5 ms, 32x64 34-36 -> 27-28 ms; compile 20 -> 58 s (2026-11-30).
+        # (AMX): 1x128 8.0 -> 4.2 ms, 32x64 43.0 -> 33.9 ms; compile 17.5 -> 30.2 s (2026-11-30,
+        # `python -m benchmarks.torch_int8_compile recipes/sst2-minilm-pruned-torch-int8.toml`).
         configs |= {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
     t0 = time.perf_counter()
     try:
         # Inductor freezes (folds the weights' quantize ops into int8 constants and lowers dequant-matmul-
         # quant to int8 kernels) only with grad off. Built with grad on, the same call made a package
-        # that simulates Q/DQ in FP32: 94 MB and 19 ms at 1x128 for MiniLM, against 62 MB and 4.4 ms
-        # under no_grad (measured 2026-11-30 on this project's 2-core Xeon; FP32 eager 16.7 ms).
+        # that simulates Q/DQ in FP32: for pruned MiniLM 72 MB and 13.4 ms at 1x128, against 57 MB and
+        # 8.0 ms under no_grad (same benchmark run).
         # Its autotuning prints tables and its oneDNN lowering a note: kept off compress's output.
         with (
             torch.no_grad(),
