@@ -10,9 +10,10 @@ recipes' `compress run` bundled (ONNX Runtime and PyTorch, FP32 and INT8; the to
 form its bundle serves, AOTInductor's package where built). For each: accuracy on the test split
 (SST-2's 872-row validation set), drop vs PyTorch FP32, latency median / p90 at 1x128, 1x32 and 32x64
 (models take turns each round), throughput at 32x64, weight size, and the peak RSS of a fresh process
-that loads the model and answers 32x64. Each ONNX INT8 graph is also profiled per op at 32x64
-(benchmarks/onnx_profile.py). The goals of the INT8 issue are judged MET / NOT MET at the end
-(benchmarks/goals.py).
+that loads the model and answers 32x64. Each INT8 graph is also profiled at 32x64: ONNX ones per op
+(benchmarks/onnx_profile.py), torch/int8 programs per kernel kind (benchmarks/torch_profile.py: the
+fused oneDNN package, whichever the stage served, since Inductor's GEMM templates cannot be profiled).
+The goals of the INT8 issue are judged MET / NOT MET at the end (benchmarks/goals.py).
 
 Every model runs with intra-op threads = this machine's cores. ONNX Runtime sessions do not spin-wait
 after a call (`allow_spinning` off): with spinning on, its idle pool held the cores long after each call
@@ -49,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import gemm, goals, onnx_profile
+from benchmarks import gemm, goals, onnx_profile, torch_profile
 from benchmarks.alternatives_report import SHAPES, SPEED_SHAPES, markdown
 from benchmarks.optimum_path import optimum_models
 from benchmarks.rows import Model, compress_models
@@ -128,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
                 times = onnx_profile.op_times(m.path, 32, 64)
                 m.row["op_ms_32x64"] = times
                 m.row["gemm_share_32x64"] = round(onnx_profile.gemm_share(times), 3)
+        reporter.info("per-kernel profile of each torch/int8 program at 32x64 (its fused package, profiled)")
+        for m in live:
+            if m.runtime == "torch" and m.precision == "int8" and (m.extra.get("compile") or {}).get("built"):
+                times = torch_profile_of(m)
+                m.row["op_ms_32x64"] = times
+                m.row["gemm_share_32x64"] = round(torch_profile.gemm_share(times), 3)
         reporter.info("peak RSS, one fresh process per model")
         for m in live:
             m.row["peak_rss_mb"] = peak_rss(m)
@@ -283,6 +290,16 @@ def peak_rss(m: Model) -> float | None:
     if done.returncode != 0:
         return None
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mb"]
+
+
+def torch_profile_of(m: Model) -> dict[str, float]:
+    """ms per kernel kind of a torch/int8 program at 32x64, profiled in a fresh process (why: the
+    benchmarks.torch_profile docstring)."""
+    command = [sys.executable, "-m", "benchmarks.torch_profile", str(m.path), "--json"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise RuntimeError(f"torch_profile failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def floor_of(m: Model, rates: dict) -> dict:

@@ -47,7 +47,12 @@ def markdown(result: dict) -> str:
             top = ", ".join(
                 f"{op} {ms:.1f} ms ({ms / total:.0%})" for op, ms in list(r["op_ms_32x64"].items())[:6]
             )
-            lines += ["", f"{name}, kernel time per op type at 32x64 (ONNX Runtime profiler): {top}."]
+            source = (
+                "PyTorch profiler, by kernel kind, of the program's fused oneDNN package"
+                if "PyTorch" in name
+                else "ONNX Runtime profiler, by op type"
+            )
+            lines += ["", f"{name}, kernel time at 32x64 ({source}): {top}."]
         if r.get("trials"):
             lines += ["", f"{name}, Neural Compressor autotune trials (dev rows):", ""]
             lines += ["| trial | config | dev metric | drop pt | within budget |", "|---|---|---|---|---|"]

@@ -82,3 +82,17 @@ def interleaved_latency(predictors: dict, batch: int, sequence: int, rounds: int
             predict(feed)
             times[name].append((time.perf_counter() - start) * 1000)
     return times
+
+
+def share_of(times: dict[str, float], kinds: frozenset[str]) -> float:
+    """The fraction of a profile's total time (ms per kind) spent in `kinds`."""
+    total = sum(times.values())
+    return sum(ms for kind, ms in times.items() if kind in kinds) / total if total else 0.0
+
+
+def print_profile(times: dict[str, float], what: str, batch: int, sequence: int) -> None:
+    """A profile (ms per kind) as a markdown table with each kind's share."""
+    total = sum(times.values()) or 1.0
+    print(f"| {what} | ms per call at {batch}x{sequence} | share |\n|---|---|---|")
+    for kind, ms in times.items():
+        print(f"| {kind} | {ms:.2f} | {ms / total:.1%} |")

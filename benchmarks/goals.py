@@ -100,7 +100,8 @@ def unpruned_int8_against_optimum(rows: list[Measured], pairs: dict, optimum: Me
 
 
 def int8_graph_floor(rows: list[Measured]) -> dict:
-    """The unpruned ONNX INT8 graph's GEMM share and its time against the floor at 32x64."""
+    """The unpruned ONNX INT8 graph's GEMM share and its time against the floor at 32x64 decide; the other
+    INT8 graphs (pruned, and the torch/int8 packages) are reported beside it."""
     goal = (
         f"the INT8 graph's GEMM share at 32x64, and its time within {WITHIN_FLOOR:g}x of the INT8 floor "
         "(benchmarks/gemm.py rates)"
@@ -108,15 +109,17 @@ def int8_graph_floor(rows: list[Measured]) -> dict:
     graphs = [
         r
         for r in rows
-        if r.family == "compress" and r.runtime == "onnxruntime" and r.precision == "int8"
+        if r.family == "compress" and r.runtime in ("onnxruntime", "torch") and r.precision == "int8"
         if "times_floor_32x64" in r.extra
     ]
-    if not graphs:
+    # the unpruned ONNX graph first: it decides
+    graphs.sort(key=lambda r: (r.runtime != "onnxruntime", r.pruned))
+    if not graphs or graphs[0].runtime != "onnxruntime":
         return _outcome(goal, None, "no ONNX INT8 graph with a floor")
-    graphs.sort(key=lambda r: r.pruned)  # the unpruned graph decides; pruned ones are reported too
     parts = [
-        f"{r.name}: GEMM ops {r.extra.get('gemm_share_32x64', float('nan')):.0%} of op time, "
-        f"{r.extra['times_floor_32x64']:.2f}x its floor ({r.extra['floor_32x64_ms']:.1f} ms)"
+        f"{r.name}: INT8 GEMMs {r.extra.get('gemm_share_32x64', float('nan')):.0%} of "
+        + ("its fused package's time" if r.runtime == "torch" else "kernel time")
+        + f", {r.extra['times_floor_32x64']:.2f}x its floor ({r.extra['floor_32x64_ms']:.1f} ms)"
         + (
             f", {r.extra['times_gemm_floor_32x64']:.2f}x its linear layers as bare INT8 GEMMs"
             if "times_gemm_floor_32x64" in r.extra

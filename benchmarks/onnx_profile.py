@@ -17,6 +17,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from benchmarks.common import print_profile, share_of
+
 # The ops that multiply a quantized weight: the INT8 GEMMs. QAttention is counted whole (its fused QKV
 # projection is the GEMM; its attention core, the FP32 QK^T / softmax / xV, runs inside the same kernel
 # and cannot be split out by the profiler), which the report says.
@@ -68,8 +70,7 @@ def op_times(folder: Path, batch: int, sequence: int, runs: int = 20) -> dict[st
 
 def gemm_share(times: dict[str, float]) -> float:
     """The INT8 GEMM ops' fraction of all kernels' time."""
-    total = sum(times.values())
-    return sum(ms for op, ms in times.items() if op in INT8_GEMM_OPS) / total if total else 0.0
+    return share_of(times, INT8_GEMM_OPS)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,10 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args(argv)
     times = op_times(args.folder, args.batch, args.sequence, args.runs)
-    print(f"| op | ms per call at {args.batch}x{args.sequence} | share |\n|---|---|---|")
-    total = sum(times.values())
-    for op, ms in times.items():
-        print(f"| {op} | {ms:.2f} | {ms / total:.1%} |")
+    print_profile(times, "op", args.batch, args.sequence)
     print(f"\nINT8 GEMM ops ({', '.join(sorted(INT8_GEMM_OPS))}): {gemm_share(times):.1%} of kernel time")
     return 0
 

@@ -92,6 +92,18 @@ def test_unpruned_int8_against_optimum(candidate, speedups, status):
             ],
             "NOT MET",
         ),
+        # a torch/int8 package within 2x is reported, but the ONNX graph decides
+        (
+            [
+                row("t", runtime="torch", extra={"times_floor_32x64": 1.5, "floor_32x64_ms": 10.0}),
+                row("g", extra={"times_floor_32x64": 2.4, "floor_32x64_ms": 10.0}),
+            ],
+            "NOT MET",
+        ),
+        (
+            [row("t", runtime="torch", extra={"times_floor_32x64": 1.5, "floor_32x64_ms": 10.0})],
+            "NOT MEASURED",
+        ),
         ([row("g")], "NOT MEASURED"),
     ],
 )
@@ -122,3 +134,21 @@ def test_the_bare_gemm_floor_is_reported_beside_the_large_gemm_one():
 def test_torch_int8_target(target, speedups, status):
     judged = goals.torch_int8_target([target], pairs_of({"t": speedups}, "eager"), "eager")
     assert judged["status"] == status
+
+
+def test_torch_profile_kinds_and_a_share_of_the_whole_call():
+    from benchmarks import torch_profile
+
+    templates = {"cpp_fused_gelu_view_5"}
+    assert (
+        torch_profile.kind_of("aoti_torch_cpu__qlinear_pointwise_tensor", templates)
+        in torch_profile.INT8_GEMM_KINDS
+    )
+    assert torch_profile.kind_of("graph_0_cpp_fused_gelu_view_5", templates) in torch_profile.INT8_GEMM_KINDS
+    assert torch_profile.kind_of("graph_0_cpp_fused_add_native_layer_norm_1", templates).startswith("fused")
+    assert torch_profile.kind_of(
+        "aoti_torch_cpu__scaled_dot_product_flash_attention_for_cpu", templates
+    ).startswith("attention")
+    # time no record covers counts in the whole: a profile that missed kernels cannot inflate the share
+    times = {"INT8 linear (oneDNN qlinear)": 6.0, "attention core (SDPA)": 2.0, torch_profile.UNRECORDED: 2.0}
+    assert torch_profile.gemm_share(times) == 0.6

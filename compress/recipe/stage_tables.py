@@ -222,8 +222,13 @@ class TorchInt8Spec(Strict):
     the torch runtime serves where it loads: a shared library for this CPU, fast without a compiler at load
     time. Building it needs a C++ compiler; without one the stage keeps the portable program and says why."""
     max_autotune: bool = True
-    """With aot_inductor: Inductor times its own C++ INT8 GEMM kernels (AMX or AVX-512 VNNI) against
-    oneDNN's for every linear layer and keeps the faster (benchmarks/torch_int8_compile.py measures it)."""
+    """With aot_inductor, one package to try: Inductor's own C++ INT8 GEMM kernels (AMX or AVX-512 VNNI),
+    timed against oneDNN's for every linear layer, the faster kept."""
+    fuse_post_ops: bool = True
+    """With aot_inductor, another: oneDNN's INT8 linears with each one's GELU and residual add fused in.
+    The stage compiles each package asked for, drops any whose dev labels leave the program's, times the
+    rest at the torch/int8 targets' latency shapes and serves the fastest (compress.quantization.inductor
+    says why one package is never both; benchmarks/torch_int8_compile.py measures each)."""
 
     @model_validator(mode="after")
     def _something_to_try(self) -> TorchInt8Spec:

@@ -5,20 +5,17 @@ program (`model.pt2`) that `torch.export.load` runs with plain PyTorch.
 The portable program runs eagerly in Q/DQ form, which is slow (the INT8 arithmetic is simulated), so
 with `aot_inductor` the chosen program is also compiled once by AOTInductor (freezing on) into
 `model.aoti.pt2`: a shared library for this CPU that loads without a compiler and that the torch runtime
-serves where present. Only the chosen program is compiled (a compile costs tens of seconds), so trials
-are scored on the Q/DQ program and the compiled one's dev labels are compared with it.
+serves where present. Its GELU and residual adds are fused into its INT8 linears where `fuse_post_ops`
+asks (compress.quantization.inductor). Only the chosen program is compiled (a compile costs tens of
+seconds), so trials are scored on the Q/DQ program; the package's dev labels are compared with it, and
+one that leaves them is rebuilt with Inductor's plain lowering rather than served.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import re
 import time
-import warnings
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +27,11 @@ from compress.core.artifact import NewArtifact
 from compress.core.errors import StageFailed
 from compress.core.stage import StageContext, StageResult
 from compress.data.batches import pad_batch, tokenize
+from compress.evaluation.evaluate import measure_latency
 from compress.models.loading import forward_inputs, load_classifier, load_tokenizer
+from compress.quantization import inductor
 from compress.quantization import neural_compressor as nc
-from compress.recipe.schema import TorchInt8Spec
+from compress.recipe.schema import Recipe, Shape, TorchInt8Spec
 from compress.verdict.metrics import metric
 
 BATCH = 32
@@ -55,69 +54,86 @@ def _predict(fn: Callable[..., torch.Tensor], batches: list[tuple[torch.Tensor, 
         return np.concatenate([fn(*b).argmax(-1).numpy() for b in batches])
 
 
+# Below this share of the program's dev labels a compiled package is wrong, not merely rounded
+# differently (a known Inductor miscompile kept 51% of MiniLM's labels; see compress.quantization.inductor)
+MIN_PACKAGE_AGREEMENT = 0.99
+
+
+def timing_shapes(recipe: Recipe) -> list[Shape]:
+    """Where the compiled packages race: the latency shapes of the recipe's torch/int8 targets (1 x
+    max_length where it has none)."""
+    shapes = [t.latency_shape for t in recipe.targets if (t.runtime, t.precision) == ("torch", "int8")]
+    return list(dict.fromkeys(shapes)) or [Shape(1, recipe.data.max_length)]
+
+
+def reads(recipe: Recipe) -> dict:
+    """Part of this stage's cache key: the shapes its packages are timed at."""
+    return {"timing_shapes": [str(s) for s in timing_shapes(recipe)]}
+
+
+def _latencies(names: tuple[str, ...], shapes: list[Shape], vocab: int, rounds: int = 3):
+    """`latencies(packages)`: each package's best median ms per shape, the packages taking turns."""
+
+    def latencies(packages: list[Callable[..., torch.Tensor]]) -> list[dict[str, float]]:
+        best: list[dict[str, float]] = [{} for _ in packages]
+        for shape in shapes:
+            for _ in range(rounds):
+                for i, package in enumerate(packages):
+
+                    def predict(batch: dict, package=package) -> np.ndarray:
+                        with torch.no_grad():
+                            return package(*(torch.from_numpy(batch[n]) for n in names)).numpy()
+
+                    ms = measure_latency(predict, shape, vocab, warmup=2, repeats=5).median_ms
+                    best[i][str(shape)] = min(ms, best[i].get(str(shape), ms))
+        return best
+
+    return latencies
+
+
 def _aot_compile(
-    program: torch.export.ExportedProgram, out: Path, batches, reference: np.ndarray, *, autotune: bool
+    program: torch.export.ExportedProgram, out: Path, batches, reference: np.ndarray, ctx: StageContext
 ) -> dict:
-    """AOTInductor's package of `program` at out/AOTI, and how far its dev labels stay from `reference`;
-    where it cannot be built, why (the portable program is served instead)."""
-    configs: dict[str, Any] = {"freezing": True}
-    if autotune:
-        # Inductor times its C++ GEMM templates (AMX or AVX-512 VNNI u8s8 micro-kernels) against oneDNN's
-        # qlinear for each linear layer and keeps the faster. Pruned MiniLM on this project's 2-core Xeon
-        # (AMX): 1x128 8.0 -> 4.2 ms, 32x64 43.0 -> 33.9 ms; compile 17.5 -> 30.2 s (2026-11-30,
-        # `python -m benchmarks.torch_int8_compile recipes/sst2-minilm-pruned-torch-int8.toml`).
-        configs |= {"max_autotune": True, "max_autotune_gemm_backends": "CPP,ATEN"}
+    """AOTInductor's package at out/AOTI: each asked-for setting compiled, those whose dev labels stay
+    with the program's (`reference`) timed together at the targets' latency shapes, the fastest served;
+    where none can be built or none agrees, why (the portable program is served)."""
+    spec = ctx.spec
+    (out / AOTI).unlink(missing_ok=True)  # the runtime serves a package wherever one lies
     t0 = time.perf_counter()
+    names = tuple(json.loads((out / "program.json").read_text())["inputs"])
+    vocab = int(json.loads((out / "config.json").read_text()).get("vocab_size", 1000))
     try:
-        # Inductor freezes (folds the weights' quantize ops into int8 constants and lowers dequant-matmul-
-        # quant to int8 kernels) only with grad off. Built with grad on, the same call made a package
-        # that simulates Q/DQ in FP32: for pruned MiniLM 72 MB and 13.4 ms at 1x128, against 57 MB and
-        # 8.0 ms under no_grad (same benchmark run).
-        # Its autotuning prints tables and its oneDNN lowering a note: kept off compress's output.
-        with (
-            torch.no_grad(),
-            warnings.catch_warnings(),
-            contextlib.redirect_stdout(io.StringIO()),
-            contextlib.redirect_stderr(io.StringIO()),
-        ):
-            warnings.filterwarnings("ignore", message="To copy construct from a tensor", category=UserWarning)
-            torch._inductor.aoti_compile_and_package(
-                program, package_path=str(out / AOTI), inductor_configs=configs
-            )
-        compiled = torch._inductor.aoti_load_package(str(out / AOTI))
-        labels = _predict(compiled, batches)
+        candidates, chosen = inductor.build_fastest(
+            program,
+            out / AOTI,
+            inductor.settings_to_try(autotune=spec.max_autotune, fuse_post_ops=spec.fuse_post_ops),
+            agreement=lambda package: float((_predict(package, batches) == reference).mean()),
+            latencies=_latencies(names, timing_shapes(ctx.recipe), vocab),
+            min_agreement=MIN_PACKAGE_AGREEMENT,
+        )
     except Exception as exc:  # no C++ compiler, an op Inductor cannot lower: keep the portable program
-        (out / AOTI).unlink(missing_ok=True)
+        for stray in out.glob("*.pt2"):
+            if stray.name != "model.pt2":
+                stray.unlink()
         return {"built": False, "reason": f"{type(exc).__name__}: {str(exc)[:300]}"}
+    if chosen is None:
+        return {
+            "built": False,
+            "reason": f"every compiled package disagreed with the program on the dev labels "
+            f"(below {MIN_PACKAGE_AGREEMENT:.0%})",
+            "candidates": candidates,
+        }
+    labels = _predict(inductor.load_package(out / AOTI), batches)
     return {
         "built": True,
-        "max_autotune": autotune,
+        "autotune": chosen["autotune"],
+        "fuse_post_ops": chosen["fuse_post_ops"],
         "seconds": round(time.perf_counter() - t0, 2),
-        "int8_gemm_kernels": int8_gemm_kernels(out / AOTI),
-        "label_agreement_with_program": float((labels == reference).mean()),
+        "int8_gemm_kernels": inductor.int8_gemm_kernels(out / AOTI),
+        "label_agreement_with_program": chosen["label_agreement_with_program"],
         "dev_labels_sha256": hashlib.sha256(labels.astype(np.int64).tobytes()).hexdigest(),
+        "candidates": candidates,
     }
-
-
-# the signature of a C++ GEMM template Inductor generated for uint8 activations x int8 weights
-_U8S8_TEMPLATE = re.compile(
-    r"void (\w*micro_gemm)\(\s*(?:AMXState& amx_state,\s*)?const uint8_t\* __restrict__ A,"
-    r"\s*const int8_t\* __restrict__ B"
-)
-
-
-def int8_gemm_kernels(package: Path) -> dict[str, int]:
-    """What runs the package's INT8 linear layers: calls of oneDNN's quantized linear in the generated
-    wrapper, and the u8s8 GEMM templates Inductor generated (max_autotune). Both 0 means Inductor did
-    not lower the Q/DQ pattern and the INT8 model runs as simulated FP32."""
-    qlinear = templates = 0
-    with zipfile.ZipFile(package) as archive:
-        for name in archive.namelist():
-            if name.endswith(".cpp"):
-                code = archive.read(name).decode(errors="ignore")
-                qlinear += code.count("qlinear") if name.endswith("wrapper.cpp") else 0
-                templates += len(set(_U8S8_TEMPLATE.findall(code)))
-    return {"onednn_qlinear_calls": qlinear, "cpp_u8s8_gemm_templates": templates}
 
 
 def run(ctx: StageContext[TorchInt8Spec]) -> StageResult:
@@ -191,11 +207,7 @@ def run(ctx: StageContext[TorchInt8Spec]) -> StageResult:
     stage_labels = _predict(tuned.program.module(), eval_batches)
     reloaded = _predict(torch.export.load(out / "model.pt2").module(), eval_batches)
     seconds = {**tuned.seconds, "save": round(time.perf_counter() - t0, 2)}
-    aoti = (
-        _aot_compile(tuned.program, out, eval_batches, stage_labels, autotune=spec.max_autotune)
-        if spec.aot_inductor
-        else None
-    )
+    aoti = _aot_compile(tuned.program, out, eval_batches, stage_labels, ctx) if spec.aot_inductor else None
     agreement = float((stage_labels == reloaded).mean())
     metrics = {
         "neural_compressor": nc.version(),

@@ -110,6 +110,56 @@ def test_without_a_compiler_the_portable_program_is_served(stage_context, tiny_c
     assert RUNTIMES["torch"](folder)(batch).shape == (2, 2)
 
 
+def test_the_packages_race_and_a_disagreeing_one_is_never_served(stage_context, tiny_checkpoint, monkeypatch):
+    """Both packages asked for are compiled and timed; one whose dev labels leave the program's (an
+    Inductor miscompile) is dropped, and where every one does, plain lowering and then the program."""
+    from compress.quantization import inductor
+
+    real_load = inductor.load_package
+    wrong: set[bool] = set()  # the autotune values whose packages answer wrongly
+
+    def load(path):
+        package = real_load(path)
+        autotune = "candidate0" in path.name  # settings_to_try puts the autotuned package first
+        if autotune in wrong or ("candidate" in path.name and len(wrong) == 2):
+            return lambda *tensors: -package(*tensors)  # every label flipped (two classes)
+        return package
+
+    monkeypatch.setattr(inductor, "load_package", load)
+    spec = TorchInt8Spec(calibration_rows=16, eval_rows=32, act_sym=[False], act_algo=["minmax"])
+    ctx = stage_context(spec, {"checkpoint": tiny_checkpoint})
+    result = torch_int8.run(ctx)
+    shapes = {str(shape) for shape in torch_int8.timing_shapes(ctx.recipe)}
+    candidates = result.metrics["aot_inductor"]["candidates"]
+    assert [(c["autotune"], c["fuse_post_ops"]) for c in candidates] == [(True, False), (False, True)]
+    assert all(
+        c["label_agreement_with_program"] == 1.0 and set(c["latency_ms"]) == shapes for c in candidates
+    )
+    assert sum(c["served"] for c in candidates) == 1 and result.metrics["served"] == "model.aoti.pt2"
+
+    wrong.add(True)
+    result = torch_int8.run(stage_context(spec, {"checkpoint": tiny_checkpoint}))
+    aoti = result.metrics["aot_inductor"]
+    assert aoti["built"] and aoti["fuse_post_ops"] and not aoti["autotune"]
+    assert (
+        aoti["candidates"][0]["label_agreement_with_program"] == 0.0
+        and "latency_ms" not in aoti["candidates"][0]
+    )
+
+    wrong.add(False)
+    ctx = stage_context(spec, {"checkpoint": tiny_checkpoint})
+    result = torch_int8.run(ctx)
+    aoti = result.metrics["aot_inductor"]
+    assert not aoti["built"] and "disagreed" in aoti["reason"]
+    assert [(c["autotune"], c["fuse_post_ops"]) for c in aoti["candidates"]] == [
+        (True, False),
+        (False, True),
+        (False, False),
+    ]
+    assert result.metrics["served"] == "model.pt2"
+    assert [p.name for p in (ctx.out_dir / result.artifacts[0].folder).glob("*.pt2")] == ["model.pt2"]
+
+
 def test_dynamic_configs_follow_the_static_ones_and_run(tiny_checkpoint):
     """modes = static then dynamic: NC tries them in that order (a tolerable loss no trial can meet makes
     it try both), the table names each, and the dynamic program answers any batch x sequence."""
