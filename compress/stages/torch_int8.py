@@ -74,18 +74,21 @@ def reads(recipe: Recipe) -> dict:
 def _latencies(names: tuple[str, ...], shapes: list[Shape], vocab: int, rounds: int = 3):
     """`latencies(packages)`: each package's best median ms per shape, the packages taking turns."""
 
+    def feeding(package: Callable[..., torch.Tensor]) -> Callable[[dict], np.ndarray]:
+        def predict(batch: dict) -> np.ndarray:
+            with torch.no_grad():
+                return package(*(torch.from_numpy(batch[n]) for n in names)).numpy()
+
+        return predict
+
     def latencies(packages: list[Callable[..., torch.Tensor]]) -> list[dict[str, float]]:
+        predictors = [feeding(package) for package in packages]
         best: list[dict[str, float]] = [{} for _ in packages]
         for shape in shapes:
             for _ in range(rounds):
-                for i, package in enumerate(packages):
-
-                    def predict(batch: dict, package=package) -> np.ndarray:
-                        with torch.no_grad():
-                            return package(*(torch.from_numpy(batch[n]) for n in names)).numpy()
-
+                for times, predict in zip(best, predictors, strict=True):
                     ms = measure_latency(predict, shape, vocab, warmup=2, repeats=5).median_ms
-                    best[i][str(shape)] = min(ms, best[i].get(str(shape), ms))
+                    times[str(shape)] = min(ms, times.get(str(shape), ms))
         return best
 
     return latencies
@@ -102,12 +105,18 @@ def _aot_compile(
     t0 = time.perf_counter()
     names = tuple(json.loads((out / "program.json").read_text())["inputs"])
     vocab = int(json.loads((out / "config.json").read_text()).get("vocab_size", 1000))
+    labels_of_candidates: list[np.ndarray] = []  # in build order, as its candidate rows
+
+    def agreement(package: Callable[..., torch.Tensor]) -> float:
+        labels_of_candidates.append(_predict(package, batches))
+        return float((labels_of_candidates[-1] == reference).mean())
+
     try:
         candidates, chosen = inductor.build_fastest(
             program,
             out / AOTI,
             inductor.settings_to_try(autotune=spec.max_autotune, fuse_post_ops=spec.fuse_post_ops),
-            agreement=lambda package: float((_predict(package, batches) == reference).mean()),
+            agreement=agreement,
             latencies=_latencies(names, timing_shapes(ctx.recipe), vocab),
             min_agreement=MIN_PACKAGE_AGREEMENT,
         )
@@ -123,7 +132,7 @@ def _aot_compile(
             f"(below {MIN_PACKAGE_AGREEMENT:.0%})",
             "candidates": candidates,
         }
-    labels = _predict(inductor.load_package(out / AOTI), batches)
+    labels = labels_of_candidates[candidates.index(chosen)]
     return {
         "built": True,
         "autotune": chosen["autotune"],
