@@ -28,6 +28,7 @@ from compress.models.loading import load_tokenizer
 from compress.quantization import fallback
 from compress.quantization.onnxrt import (
     LOOKUPS,
+    WEIGHT_ONLY_OPS,
     Calibration,
     QuantScheme,
     fuse,
@@ -35,7 +36,9 @@ from compress.quantization.onnxrt import (
     quantizable_layers,
     quantize,
     quiet,
+    split_by_form,
 )
+from compress.quantization.record import described, limits, notes, record
 from compress.recipe.schema import Int8SearchSpec
 from compress.runtimes import Predict, memoized, onnxruntime_predictor
 
@@ -147,38 +150,54 @@ def _sensitivity(
 
 @dataclass(frozen=True)
 class _Trials:
-    """One build's trial models: quantize with some layers in FP32 into a scratch folder, answer rows."""
+    """One build's trial models: quantize with some layers out of INT8 into a scratch folder, answer rows."""
 
     prepared: Prepared
     scheme: QuantScheme
     search: Int8SearchSpec
+    layers: dict[str, str]  # the candidates: name -> op type
     scratch: Path
 
-    def make(self, dst: Path, fp32_layers: tuple[str, ...] = (), only: tuple[str, ...] | None = None) -> None:
-        """Quantize the prepared graph into `dst` (deterministic: the same layers, the same model)."""
+    def make(
+        self,
+        dst: Path,
+        layers: tuple[str, ...] = (),
+        form: str = fallback.FP32,
+        only: tuple[str, ...] | None = None,
+    ) -> None:
+        """Quantize the prepared graph into `dst`, `layers` out of INT8 in `form` (deterministic: the
+        same layers, the same model)."""
+        forms = split_by_form(layers, form, self.layers)
         quantize(
             self.prepared.graph,
             dst,
             self.scheme,
             method=self.search.calibration,
             calibration=self.prepared.calibration,
-            fp32_layers=fp32_layers,
+            fp32_layers=forms[fallback.FP32],
+            weight_only_layers=forms["weight_only"],
             only=only,
             calibration_cache=self.prepared.work / "calibration.json",
         )
 
-    def logits(self, batches: list[dict], fp32_layers: tuple[str, ...] = (), only=None) -> np.ndarray:
+    def cheaper_forms(self, layers: tuple[str, ...]) -> tuple[str, ...]:
+        """The scheme's cheaper forms than FP32 where one of `layers` can take them."""
+        return self.scheme.fallback_forms if any(self.layers[n] in WEIGHT_ONLY_OPS for n in layers) else ()
+
+    def logits(
+        self, batches: list[dict], layers: tuple[str, ...] = (), form: str = fallback.FP32, only=None
+    ) -> np.ndarray:
         """A trial model's logits on `batches`."""
-        self.make(self.scratch / "model.onnx", fp32_layers, only)
+        self.make(self.scratch / "model.onnx", layers, form, only)
         return _logits(self.scratch, batches)
 
 
 def _search(
-    trials: _Trials, layers: dict[str, str], dev: Split, progress: Reporter
+    trials: _Trials, dev: Split, progress: Reporter
 ) -> tuple[fallback.SearchResult, list[tuple[str, float]], float]:
     """The fallback on the dev rows: (outcome, the sensitivity ranking if one was needed, FP32's dev
     accuracy)."""
-    prepared, search = trials.prepared, trials.search
+    prepared, search, layers = trials.prepared, trials.search, trials.layers
     dev_labels = np.array(dev.labels)
     fp32_accuracy = float(np.mean(prepared.fp32_dev.argmax(-1) == dev_labels))
     sensitivity: list[tuple[str, float]] = []
@@ -197,11 +216,12 @@ def _search(
         sensitivity.extend(ranking)
         return fallback.order(sensitivity, free={n for n, op in layers.items() if op in LOOKUPS})
 
-    def evaluate(fp32_layers: tuple[str, ...]) -> tuple[float, float]:
+    def evaluate(out_of_int8: tuple[str, ...], form: str) -> tuple[float, float]:
         """Dev accuracy, and label agreement with FP32 on the dev rows; where `fallback_agreement` is
         asked for, the lowest agreement over the check shapes too (only then is it worth their time)."""
-        with progress.timed(f"{trials.scheme.isa}: trial with {len(fp32_layers)} FP32 layers"):
-            labels = trials.logits(prepared.dev_batches, fp32_layers).argmax(-1)
+        trial = described(split_by_form(out_of_int8, form, layers))
+        with progress.timed(f"{trials.scheme.isa}: trial with {trial}"):
+            labels = trials.logits(prepared.dev_batches, out_of_int8, form).argmax(-1)
             accuracy = float(np.mean(labels == dev_labels))
             agreements = [float(np.mean(labels == prepared.fp32_dev.argmax(-1)))]
             if search.fallback_agreement is not None:
@@ -216,7 +236,7 @@ def _search(
                 agreements += [r.label_agreement or 0.0 for r in at_shapes.values()]
             agreement = min(agreements)
             progress.info(
-                f"  trial: {len(fp32_layers)} of {len(layers)} layers in FP32 -> dev accuracy "
+                f"  trial: {trial} of {len(layers)} -> dev accuracy "
                 f"{accuracy:.4f} ({(fp32_accuracy - accuracy) * 100:+.2f} pt), "
                 f"{agreement:.2%} labels as FP32"
                 + (" (lowest over the check shapes)" if len(agreements) > 1 else "")
@@ -231,6 +251,7 @@ def _search(
         candidates=len(layers),
         rank=rank,
         evaluate=evaluate,
+        cheaper_forms=trials.cheaper_forms,
     )
     return outcome, sensitivity, fp32_accuracy
 
@@ -249,16 +270,16 @@ def build(
     """One INT8 model in `out` (with config, tokenizer and quantization.json): its metrics and the
     ways it missed `search`'s limits (`table` names the recipe table in messages)."""
     layers = quantizable_layers(prepared.graph, scheme)
-    trials = _Trials(prepared, scheme, search, prepared.work / f"scratch-{scheme.isa}")
+    trials = _Trials(prepared, scheme, search, layers, prepared.work / f"scratch-{scheme.isa}")
     for folder in (out, trials.scratch):  # the scratch folder's trial models are not the artifact
         folder.mkdir(parents=True)
         for f in prepared.source.iterdir():  # config and tokenizer travel with the graph
             if f.suffix != ".onnx":
                 shutil.copy2(f, folder / f.name)
     progress.info(f"  quantize {scheme.mode} INT8 for {scheme.isa}")
-    outcome, sensitivity, fp32_accuracy = _search(trials, layers, dev, progress)
+    outcome, sensitivity, fp32_accuracy = _search(trials, dev, progress)
     # the chosen trial (passing, or the best effort) again: quantization is deterministic
-    trials.make(out / "model.onnx", outcome.chosen.fp32_layers)
+    trials.make(out / "model.onnx", outcome.chosen.layers, outcome.chosen.form)
     shutil.rmtree(trials.scratch)
 
     problems = dynamic_axes_problems(out / "model.onnx")
@@ -275,12 +296,23 @@ def build(
             search.check_rows,
             advance,
         )
-    metrics = _metrics(prepared, scheme, search, table, layers, sensitivity, outcome, fp32_accuracy, dev)
+    metrics = record(
+        scheme,
+        search,
+        table,
+        layers,
+        sensitivity,
+        outcome,
+        fp32_accuracy=fp32_accuracy,
+        dev_rows=len(dev.labels),
+        fusions=prepared.fusions,
+        sensitivity_measured_for=prepared.rankings[tuple(sorted(layers))][0] if sensitivity else None,
+    )
     # no latency here: these shapes check answers, and the layout of quantization.json stays fixed
     metrics["shape_matrix"] = {
         shape: r.model_dump(mode="json", exclude={"latency"}) for shape, r in matrix.items()
     }
-    metrics["notes"] = _notes(metrics, outcome, len(layers))
+    metrics["notes"] = notes(metrics, outcome, len(layers))
     (out / "quantization.json").write_text(json.dumps(metrics, indent=1))
     failures = [
         f"shape matrix vs FP32 ONNX: {p}" for p in matrix_problems(matrix, search.min_label_agreement)
@@ -289,89 +321,8 @@ def build(
         chosen = outcome.chosen
         failures.insert(
             0,
-            f"no trial met {_limits(search, table)} on the dev rows in {len(outcome.trials)} trials; best "
+            f"no trial met {limits(search, table)} on the dev rows in {len(outcome.trials)} trials; best "
             f"effort: drop {chosen.drop:+.2f} pt, {chosen.agreement:.2%} labels as FP32, with "
-            f"{len(chosen.fp32_layers)} of {len(layers)} layers in FP32",
+            f"{described(split_by_form(chosen.layers, chosen.form, layers))} of {len(layers)}",
         )
     return metrics, failures
-
-
-def _metrics(
-    prepared: Prepared,
-    scheme: QuantScheme,
-    search: Int8SearchSpec,
-    table: str,
-    layers: dict[str, str],
-    sensitivity: list[tuple[str, float]],
-    outcome: fallback.SearchResult,
-    fp32_accuracy: float,
-    dev: Split,
-) -> dict:
-    scores = dict(sensitivity)
-    ranks = {name: i + 1 for i, (name, _) in enumerate(sensitivity)}
-    return {
-        "mode": scheme.mode,
-        "isa": scheme.isa,
-        "activation_type": scheme.activation if scheme.mode == "static" else "QUInt8 (dynamic)",
-        "weight_type": scheme.weight,
-        "reduce_range": scheme.reduce_range,
-        "fusions": prepared.fusions,
-        "quantizable_layers": len(layers),
-        "fallback": {
-            "budget": search.max_accuracy_drop,
-            "fallback_agreement": search.fallback_agreement,
-            "limits": _limits(search, table),
-            "judged_on": f"{len(dev.labels)} dev rows against the FP32 ONNX model",
-            "fp32_dev_accuracy": fp32_accuracy,
-            "met": outcome.met,
-            "trials": [t.to_dict() for t in outcome.trials],
-        },
-        "sensitivity_measured_for": prepared.rankings[tuple(sorted(layers))][0] if sensitivity else None,
-        # every candidate quantized alone, most harmful first (only when the fallback had to rank)
-        "sensitivity": [
-            {"layer": name, "op": layers[name], "logit_mse_alone": score, "lookup": layers[name] in LOOKUPS}
-            for name, score in sensitivity
-        ],
-        "fp32_layers": [
-            {
-                "layer": name,
-                "why": f"rank {ranks[name]} of {len(layers)} by logit error when quantized alone"
-                + ("; a lookup, tried first: in FP32 it costs size, not time" * (layers[name] in LOOKUPS)),
-                "logit_mse_alone": scores[name],
-            }
-            for name in outcome.chosen.fp32_layers
-        ],
-    }
-
-
-def _notes(metrics: dict, outcome: fallback.SearchResult, candidates: int) -> list[str]:
-    """The lines the report shows under the stage."""
-    chosen = outcome.chosen
-    searched = (
-        f"{'met' if outcome.met else 'MISSED'} {metrics['fallback']['limits']} on dev after "
-        f"{len(outcome.trials)} trial(s): drop {chosen.drop:+.2f} pt, {chosen.agreement:.2%} labels "
-        f"as FP32, with "
-        f"{len(chosen.fp32_layers)} of {candidates} layers in FP32"
-        + (f" ({', '.join(chosen.fp32_layers)})" if chosen.fp32_layers else "")
-    )
-    shapes = ", ".join(
-        f"{shape} ERROR"
-        if r["error"] is not None
-        else f"{shape} {r['label_agreement']:.1%}"
-        if r["label_agreement"] is not None
-        else f"{shape} no rows"
-        for shape, r in metrics["shape_matrix"].items()
-    )
-    return [
-        f"{metrics['mode']} INT8 for {metrics['isa']}; {searched}",
-        f"label agreement with FP32 ONNX by batch x sequence: {shapes}",
-    ]
-
-
-def _limits(search: Int8SearchSpec, table: str) -> str:
-    limits = []
-    if search.max_accuracy_drop is not None:
-        limits.append(f"{table}.max_accuracy_drop {search.max_accuracy_drop:.2f} pt")
-    if search.fallback_agreement is not None:
-        limits.append(f"{table}.fallback_agreement {search.fallback_agreement:.2%} at every check shape")
-    return " and ".join(limits) or "no limit (the fully INT8 model is kept)"

@@ -47,6 +47,16 @@ from compress.quantization.kernels import split_slow_fusions
 # Table lookups: in FP32 they cost size (MiniLM's word embeddings: 47 MB against 12 MB), not time
 LOOKUPS = {"EmbedLayerNormalization", "Gather"}
 
+# The fallback's cheaper form than FP32 for a MatMul: 8-bit weights in blocks of 128 along K
+# (MatMulNBits), activations quantized per row and block at run time (accuracy level 4, MLAS's int8
+# path). What it costs and buys is measured by `python -m benchmarks.fallback_forms`; the block size
+# and level were chosen in a scratch study on this project's Xeon (AMX) with ONNX Runtime 1.32 (one
+# MatMul + bias, MiniLM's shapes, median of 30): level 4 / block 128 ran at 0.87-1.08x the FP32
+# MatMul's time where level 0 (dequantize, then FP32) took 1.1-2.4x and block 32 1.0-1.3x, with a
+# largest error 0.6-0.9x that of the dynamic INT8 MatMul's on random rows.
+WEIGHT_ONLY_OPS = {"MatMul"}
+WEIGHT_ONLY = {"bits": 8, "block_size": 128, "is_symmetric": True, "accuracy_level": 4}
+
 
 @dataclass(frozen=True)
 class QuantScheme:
@@ -60,12 +70,21 @@ class QuantScheme:
     weight: str
     reduce_range: bool
     extra: dict = field(default_factory=dict)  # further quantizer extra_options
+    # where a layer must leave INT8, the forms tried before FP32, cheapest first (fallback.FORMS)
+    fallback_forms: tuple[str, ...] = ()
 
 
 def scheme_for(
-    isa: str, *, mode: Literal["dynamic", "static"], per_channel: bool, op_types: list[str] | None
+    isa: str,
+    *,
+    mode: Literal["dynamic", "static"],
+    per_channel: bool,
+    op_types: list[str] | None,
+    weight_only_fallback: bool = False,
 ) -> QuantScheme:
-    """Activation type, weight type and reduce_range for an ISA (why: see the module docstring)."""
+    """Activation type, weight type and reduce_range for an ISA (why: see the module docstring).
+    `weight_only_fallback` lets the fallback try 8-bit weight-only MatMuls before FP32 ones (an ONNX
+    Runtime contrib op: never for TensorRT, which reads only Q/DQ)."""
     ops = tuple(op_types) if op_types is not None else None
     if isa == "tensorrt":
         # TensorRT reads explicit Q/DQ and wants zero points of 0 everywhere and weight scales per
@@ -77,7 +96,15 @@ def scheme_for(
         }
         return QuantScheme(isa, mode, per_channel, ops, "QInt8", "QInt8", False, extra)
     activation = {"avx512_vnni": "QUInt8", "avx2": "QUInt8", "arm64": "QInt8"}[isa]
-    return QuantScheme(isa, mode, per_channel, ops, activation, "QInt8", isa == "avx2")
+    forms = ("weight_only",) if weight_only_fallback else ()
+    return QuantScheme(isa, mode, per_channel, ops, activation, "QInt8", isa == "avx2", fallback_forms=forms)
+
+
+def split_by_form(layers: tuple[str, ...], form: str, ops: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    """How the layers out of INT8 run in a trial of `form`: "weight_only" (8-bit weights) for the
+    MatMuls where the form is weight-only, "fp32" for the rest (fused attention, lookups)."""
+    weight_only = tuple(n for n in layers if form == "weight_only" and ops[n] in WEIGHT_ONLY_OPS)
+    return {"weight_only": weight_only, "fp32": tuple(n for n in layers if n not in weight_only)}
 
 
 def quiet() -> None:
@@ -145,19 +172,14 @@ def quantize(
     method: str = "minmax",
     calibration: Calibration | None = None,
     fp32_layers: tuple[str, ...] = (),
+    weight_only_layers: tuple[str, ...] = (),
     only: tuple[str, ...] | None = None,
     calibration_cache: Path | None = None,
 ) -> None:
-    """Quantize `src` into `dst`, leaving `fp32_layers` in FP32 (or quantizing `only` those named).
-    Static mode calibrates once with `method` and keeps the ranges in `calibration_cache` for later
-    trials."""
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_dynamic,
-        quantize_static,
-    )
+    """Quantize `src` into `dst`, leaving `fp32_layers` in FP32 and `weight_only_layers` (MatMuls)
+    with 8-bit weights only (or quantizing `only` those named). Static mode calibrates once with
+    `method` and keeps the ranges in `calibration_cache` for later trials."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {"DefaultTensorType": onnx.TensorProto.FLOAT, **scheme.extra}
     common = dict(
@@ -165,12 +187,47 @@ def quantize(
         reduce_range=scheme.reduce_range,
         weight_type=QuantType[scheme.weight],
         op_types_to_quantize=list(scheme.op_types) if scheme.op_types is not None else None,
-        nodes_to_exclude=list(fp32_layers),
+        nodes_to_exclude=[*fp32_layers, *weight_only_layers],
         nodes_to_quantize=list(only) if only is not None else None,
     )
     if scheme.mode == "dynamic":
         quantize_dynamic(str(src), str(dst), extra_options=extra, **common)
-        return
+    else:
+        _quantize_static(src, dst, scheme, extra, common, method, calibration, calibration_cache)
+    weights_only(dst, weight_only_layers)
+
+
+def weights_only(path: Path, layers: tuple[str, ...]) -> None:
+    """Rewrite, in place, the named FP32 MatMuls as 8-bit weight-only MatMulNBits (`WEIGHT_ONLY`)."""
+    if not layers:
+        return  # the quantizer reads an empty list as "every MatMul"
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(path))
+    missing = set(layers) - {n.name for n in model.graph.node if n.op_type in WEIGHT_ONLY_OPS}
+    if missing:
+        raise ValueError(f"not FP32 MatMuls, cannot take 8-bit weights only: {sorted(missing)}")
+    others = [n.name for n in model.graph.node if n.name not in layers]
+    quantizer = MatMulNBitsQuantizer(
+        model, nodes_to_include=list(layers), nodes_to_exclude=others, **WEIGHT_ONLY
+    )
+    quantizer.process()
+    onnx.save(quantizer.model.model, str(path))
+
+
+def _quantize_static(
+    src: Path,
+    dst: Path,
+    scheme: QuantScheme,
+    extra: dict,
+    common: dict,
+    method: str,
+    calibration: Calibration | None,
+    calibration_cache: Path | None,
+) -> None:
+    """QDQ with activation ranges calibrated on `calibration` (see `quantize`)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
     # Biases stay FP32: int32 bias scales need both inputs' scales, which the fused graph's pooler
     # Gather does not have ("Unable to get valid quantization scale ... when quantizing bias").
     extra["QuantizeBias"] = False

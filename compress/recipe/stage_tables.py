@@ -161,6 +161,9 @@ class QuantizeSpec(Int8SearchSpec):
     """For INT8 targets without their own isa: avx512_vnni, avx2, arm64, or auto (this CPU)."""
     fuse: bool = True
     """ONNX Runtime's transformer fusions before quantizing."""
+    weight_only_fallback: bool = True
+    """Where the fallback takes MatMuls out of INT8, try them with 8-bit weights only (MatMulNBits) before
+    FP32: about FP32's speed at a quarter of its size (`python -m benchmarks.fallback_forms`)."""
 
 
 class EngineInt8Spec(Int8SearchSpec):

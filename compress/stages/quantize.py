@@ -51,7 +51,13 @@ def run(ctx: StageContext[QuantizeSpec]) -> StageResult:
     ) as prepared:
         for isa, served in builds.items():
             folder = "onnx" if len(builds) == 1 else f"onnx-{isa}"
-            scheme = scheme_for(isa, mode=spec.mode, per_channel=spec.per_channel, op_types=spec.op_types)
+            scheme = scheme_for(
+                isa,
+                mode=spec.mode,
+                per_channel=spec.per_channel,
+                op_types=spec.op_types,
+                weight_only_fallback=spec.weight_only_fallback,
+            )
             build_metrics, build_failures = build(
                 prepared,
                 scheme,

@@ -150,3 +150,80 @@ def test_the_fallback_aims_at_accuracy_unless_agreement_is_asked_for(
     strict = loose.model_copy(update={"fallback_agreement": 0.97})
     build(prepared, SCHEME, strict, **common, out=tmp_path / "strict")
     assert asked[1] == 0.97 and len(shapes_answered) == 3  # the trial on dev at both shapes, then test
+
+
+def test_weight_only_layers_become_8bit_matmulnbits_and_still_answer(prepared, tmp_path):
+    layers = quantizable_layers(prepared.graph, SCHEME)
+    matmuls = tuple(name for name, op in layers.items() if op == "MatMul")[:2]
+    out = tmp_path / "wo"
+    out.mkdir()
+    for f in prepared.source.iterdir():
+        if f.suffix != ".onnx":
+            (out / f.name).write_bytes(f.read_bytes())
+    quantize(prepared.graph, out / "model.onnx", SCHEME, weight_only_layers=matmuls)
+    graph = onnx.load(str(out / "model.onnx")).graph
+    nodes = {n.name: n for n in graph.node}
+    for name in matmuls:
+        node = nodes[f"{name}_Q8"]
+        assert node.op_type == "MatMulNBits" and name not in nodes
+        attributes = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert attributes["bits"] == 8 and attributes["accuracy_level"] == 4
+    others = [n for n in layers if n not in matmuls and layers[n] == "MatMul"]
+    assert others and all(f"{n}_quant" in nodes for n in others)  # the rest stay INT8
+    predict = onnxruntime_predictor(out)
+    logits = np.concatenate([predict(b) for b in prepared.sample])
+    assert logits.shape == prepared.fp32_sample.shape and np.isfinite(logits).all()
+
+
+def test_only_matmuls_can_take_8bit_weights_only(prepared, tmp_path):
+    layers = quantizable_layers(prepared.graph, SCHEME)
+    attention = next(name for name, op in layers.items() if op == "Attention")
+    with pytest.raises(ValueError, match="cannot take 8-bit weights only"):
+        quantize(prepared.graph, tmp_path / "q.onnx", SCHEME, weight_only_layers=(attention,))
+
+
+def test_the_fallback_tries_8bit_weights_before_fp32_for_the_layers_it_takes_out(
+    prepared, tiny_splits, tmp_path, monkeypatch
+):
+    """A budget only met once a MatMul leaves INT8 (the real trials, with every lookup-only trial made
+    to miss): the search finds those layers in FP32, tries them with 8-bit weights, and the stage's
+    model is the form the search chose."""
+    scheme = scheme_for(
+        "avx512_vnni", mode="dynamic", per_channel=False, op_types=None, weight_only_fallback=True
+    )
+    layers = quantizable_layers(prepared.graph, scheme)
+    real_search = build_module.fallback.search
+
+    def search(**kw):
+        def evaluate(out_of_int8, form):
+            accuracy, agreement = kw["evaluate"](out_of_int8, form)
+            if any(layers[n] == "MatMul" for n in out_of_int8):
+                return accuracy, agreement
+            return 0.0, 0.0
+
+        return real_search(**{**kw, "evaluate": evaluate})
+
+    monkeypatch.setattr(build_module.fallback, "search", search)
+    # a real trial of the tiny model moves dev accuracy a few points at most; the 0.0 ones miss by ~50
+    spec = QuantizeSpec(max_accuracy_drop=20.0, min_label_agreement=0.0, check_shapes=["1x16"])
+    metrics, _ = build(
+        prepared,
+        scheme,
+        spec,
+        table="quantize",
+        dev=tiny_splits.dev,
+        test=tiny_splits.test,
+        out=tmp_path / "out",
+        progress=Reporter(quiet=True),
+    )
+    trials = metrics["fallback"]["trials"]
+    assert metrics["fallback"]["cheaper_forms"] == ["weight_only"]
+    assert trials[-1]["form"] == "weight_only" and trials[-1]["passed"]
+    assert trials[-1]["layers"] == trials[-2]["layers"] and trials[-2]["form"] == "fp32"
+    chosen = [e["layer"] for e in metrics["weight_only_layers"]]
+    assert chosen == trials[-1]["weight_only_layers"] and chosen
+    assert all(layers[n] == "MatMul" for n in chosen)
+    assert [e["layer"] for e in metrics["fp32_layers"]] == trials[-1]["fp32_layers"]  # lookups stay FP32
+    nodes = node_names(tmp_path / "out" / "model.onnx")
+    assert all(nodes.get(f"{n}_Q8") == "MatMulNBits" for n in chosen)
+    assert any("8-bit weights only: " + chosen[0] in note for note in metrics["notes"])
