@@ -9,9 +9,10 @@ from compress.recipe.schema import Int8SearchSpec
 
 
 def described(forms: dict[str, tuple[str, ...]]) -> str:
-    """'2 layers in FP32, 1 with 8-bit weights only' (or 'every layer INT8')."""
-    parts = [f"{len(forms[fallback.FP32])} layers in FP32"] * bool(forms[fallback.FP32])
-    parts += [f"{len(forms['weight_only'])} with 8-bit weights only"] * bool(forms["weight_only"])
+    """'1 layer in FP32, 6 with 8-bit weights only' (or 'every layer INT8')."""
+    fp32, weight_only = len(forms[fallback.FP32]), len(forms["weight_only"])
+    parts = [f"{fp32} layer{'s' * (fp32 != 1)} in FP32"] * bool(fp32)
+    parts += [f"{weight_only} with 8-bit weights only"] * bool(weight_only)
     return ", ".join(parts) or "every layer INT8"
 
 
