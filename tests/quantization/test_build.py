@@ -33,6 +33,15 @@ def prepared(tiny_onnx, tiny_splits, tmp_path):
         yield prepared
 
 
+def folder_for_a_model(prepared, folder):
+    """A folder with the FP32 model's config and tokenizer, for a graph a test writes there."""
+    folder.mkdir()
+    for f in prepared.source.iterdir():
+        if f.suffix != ".onnx":
+            (folder / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
 def node_names(path) -> dict[str, str]:
     return {n.name: n.op_type for n in onnx.load(str(path)).graph.node}
 
@@ -155,11 +164,7 @@ def test_the_fallback_aims_at_accuracy_unless_agreement_is_asked_for(
 def test_weight_only_layers_become_8bit_matmulnbits_and_still_answer(prepared, tmp_path):
     layers = quantizable_layers(prepared.graph, SCHEME)
     matmuls = tuple(name for name, op in layers.items() if op == "MatMul")[:2]
-    out = tmp_path / "wo"
-    out.mkdir()
-    for f in prepared.source.iterdir():
-        if f.suffix != ".onnx":
-            (out / f.name).write_bytes(f.read_bytes())
+    out = folder_for_a_model(prepared, tmp_path / "wo")
     quantize(prepared.graph, out / "model.onnx", SCHEME, weight_only_layers=matmuls)
     graph = onnx.load(str(out / "model.onnx")).graph
     nodes = {n.name: n for n in graph.node}
@@ -173,6 +178,35 @@ def test_weight_only_layers_become_8bit_matmulnbits_and_still_answer(prepared, t
     predict = onnxruntime_predictor(out)
     logits = np.concatenate([predict(b) for b in prepared.sample])
     assert logits.shape == prepared.fp32_sample.shape and np.isfinite(logits).all()
+
+
+def test_static_qdq_graphs_take_8bit_weight_only_layers_too(tiny_onnx, tiny_splits, tmp_path):
+    static = scheme_for(
+        "avx512_vnni", mode="static", per_channel=True, op_types=None, weight_only_fallback=True
+    )
+    with preparing(
+        tiny_onnx.path,
+        fuse_graph=False,
+        static=True,
+        calibration_rows=32,
+        dev=tiny_splits.dev,
+        max_length=32,
+        work=tmp_path / "work",
+        progress=Reporter(quiet=True),
+    ) as prepared:
+        matmul = next(n for n, op in quantizable_layers(prepared.graph, static).items() if op == "MatMul")
+        out = folder_for_a_model(prepared, tmp_path / "out")
+        quantize(
+            prepared.graph,
+            out / "model.onnx",
+            static,
+            calibration=prepared.calibration,
+            weight_only_layers=(matmul,),
+        )
+        nodes = node_names(out / "model.onnx")
+        assert nodes[f"{matmul}_Q8"] == "MatMulNBits" and "DequantizeLinear" in nodes.values()
+        predict = onnxruntime_predictor(out)
+        assert np.isfinite(np.concatenate([predict(b) for b in prepared.sample])).all()
 
 
 def test_only_matmuls_can_take_8bit_weights_only(prepared, tmp_path):
