@@ -4,13 +4,13 @@
         [--rounds 40] [--pair-rounds 60] [--json PATH]
 
 Runs the recipe (reusing its cache), prepares its FP32 ONNX graph as the quantize stage does (fused, the
-slow fusions split) and builds, with the stage's scheme: every layer INT8; every MatMul out of INT8
-with 8-bit weights only (MatMulNBits, `compress.quantization.onnxrt.WEIGHT_ONLY`; attention and lookups
-stay INT8); the same MatMuls in FP32. Each is evaluated on the test split (accuracy, size, labels as
-the FP32 graph's) and timed at 1x128 and 32x64 taking turns; the weight-only graph is then paired
-against the FP32-MatMul one, call by call. Every MatMul at once is the fallback's worst case, so the
-per-layer cost of each form reads straight off the table. The fallback tries the weight-only form
-before FP32 (compress.quantization.fallback) on what this measures.
+slow fusions split) and builds, with the stage's scheme: every layer INT8; every MatMul out of INT8 with
+8-bit weights only (MatMulNBits, `compress.quantization.onnxrt.WEIGHT_ONLY_SETTINGS`; attention and
+lookups stay INT8); the same MatMuls in FP32. Each is evaluated on the test split (accuracy, size,
+labels as the FP32 graph's) and timed at 1x128 and 32x64 taking turns; the weight-only graph is then
+paired against the FP32-MatMul one, call by call. Every MatMul at once is the fallback's worst case, so
+the per-layer cost of each form reads straight off the table. The fallback keeps the weight-only form
+over FP32 wherever it still meets the budget (compress.quantization.fallback) on what this measures.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ from compress.models.loading import load_tokenizer
 from compress.quantization import fallback
 from compress.quantization.onnxrt import (
     LOOKUPS,
-    WEIGHT_ONLY_OPS,
+    WEIGHT_ONLY,
     Calibration,
     QuantScheme,
     fuse,
@@ -175,14 +175,16 @@ class _Trials:
             method=self.search.calibration,
             calibration=self.prepared.calibration,
             fp32_layers=forms[fallback.FP32],
-            weight_only_layers=forms["weight_only"],
+            weight_only_layers=forms[WEIGHT_ONLY],
             only=only,
             calibration_cache=self.prepared.work / "calibration.json",
         )
 
     def cheaper_forms(self, layers: tuple[str, ...]) -> tuple[str, ...]:
         """The scheme's cheaper forms than FP32 where one of `layers` can take them."""
-        return self.scheme.fallback_forms if any(self.layers[n] in WEIGHT_ONLY_OPS for n in layers) else ()
+        return (
+            self.scheme.fallback_forms if split_by_form(layers, WEIGHT_ONLY, self.layers)[WEIGHT_ONLY] else ()
+        )
 
     def logits(
         self, batches: list[dict], layers: tuple[str, ...] = (), form: str = fallback.FP32, only=None

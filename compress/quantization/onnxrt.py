@@ -54,8 +54,9 @@ LOOKUPS = {"EmbedLayerNormalization", "Gather"}
 # MatMul + bias, MiniLM's shapes, median of 30): level 4 / block 128 ran at 0.87-1.08x the FP32
 # MatMul's time where level 0 (dequantize, then FP32) took 1.1-2.4x and block 32 1.0-1.3x, with a
 # largest error 0.6-0.9x that of the dynamic INT8 MatMul's on random rows.
+WEIGHT_ONLY = "weight_only"  # the form's name in the fallback's trials
 WEIGHT_ONLY_OPS = {"MatMul"}
-WEIGHT_ONLY = {"bits": 8, "block_size": 128, "is_symmetric": True, "accuracy_level": 4}
+WEIGHT_ONLY_SETTINGS = {"bits": 8, "block_size": 128, "is_symmetric": True, "accuracy_level": 4}
 
 
 @dataclass(frozen=True)
@@ -96,15 +97,15 @@ def scheme_for(
         }
         return QuantScheme(isa, mode, per_channel, ops, "QInt8", "QInt8", False, extra)
     activation = {"avx512_vnni": "QUInt8", "avx2": "QUInt8", "arm64": "QInt8"}[isa]
-    forms = ("weight_only",) if weight_only_fallback else ()
+    forms = (WEIGHT_ONLY,) if weight_only_fallback else ()
     return QuantScheme(isa, mode, per_channel, ops, activation, "QInt8", isa == "avx2", fallback_forms=forms)
 
 
 def split_by_form(layers: tuple[str, ...], form: str, ops: dict[str, str]) -> dict[str, tuple[str, ...]]:
     """How the layers out of INT8 run in a trial of `form`: "weight_only" (8-bit weights) for the
     MatMuls where the form is weight-only, "fp32" for the rest (fused attention, lookups)."""
-    weight_only = tuple(n for n in layers if form == "weight_only" and ops[n] in WEIGHT_ONLY_OPS)
-    return {"weight_only": weight_only, "fp32": tuple(n for n in layers if n not in weight_only)}
+    weight_only = tuple(n for n in layers if form == WEIGHT_ONLY and ops[n] in WEIGHT_ONLY_OPS)
+    return {WEIGHT_ONLY: weight_only, "fp32": tuple(n for n in layers if n not in weight_only)}
 
 
 def quiet() -> None:
@@ -198,7 +199,7 @@ def quantize(
 
 
 def weights_only(path: Path, layers: tuple[str, ...]) -> None:
-    """Rewrite, in place, the named FP32 MatMuls as 8-bit weight-only MatMulNBits (`WEIGHT_ONLY`)."""
+    """Rewrite, in place, the named FP32 MatMuls as 8-bit weight-only MatMulNBits (`WEIGHT_ONLY_SETTINGS`)."""
     if not layers:
         return  # the quantizer reads an empty list as "every MatMul"
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
@@ -209,7 +210,7 @@ def weights_only(path: Path, layers: tuple[str, ...]) -> None:
         raise ValueError(f"not FP32 MatMuls, cannot take 8-bit weights only: {sorted(missing)}")
     others = [n.name for n in model.graph.node if n.name not in layers]
     quantizer = MatMulNBitsQuantizer(
-        model, nodes_to_include=list(layers), nodes_to_exclude=others, **WEIGHT_ONLY
+        model, nodes_to_include=list(layers), nodes_to_exclude=others, **WEIGHT_ONLY_SETTINGS
     )
     quantizer.process()
     onnx.save(quantizer.model.model, str(path))

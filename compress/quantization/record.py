@@ -4,13 +4,13 @@ INT8, in which form and why) and the lines the report shows under the stage."""
 from __future__ import annotations
 
 from compress.quantization import fallback
-from compress.quantization.onnxrt import LOOKUPS, QuantScheme, split_by_form
+from compress.quantization.onnxrt import LOOKUPS, WEIGHT_ONLY, QuantScheme, split_by_form
 from compress.recipe.schema import Int8SearchSpec
 
 
 def described(forms: dict[str, tuple[str, ...]]) -> str:
     """'1 layer in FP32, 6 with 8-bit weights only' (or 'every layer INT8')."""
-    fp32, weight_only = len(forms[fallback.FP32]), len(forms["weight_only"])
+    fp32, weight_only = len(forms[fallback.FP32]), len(forms[WEIGHT_ONLY])
     parts = [f"{fp32} layer{'s' * (fp32 != 1)} in FP32"] * bool(fp32)
     parts += [f"{weight_only} with 8-bit weights only"] * bool(weight_only)
     return ", ".join(parts) or "every layer INT8"
@@ -38,7 +38,7 @@ def record(
         return {
             **t.to_dict(),
             "fp32_layers": list(forms[fallback.FP32]),
-            "weight_only_layers": list(forms["weight_only"]),
+            "weight_only_layers": list(forms[WEIGHT_ONLY]),
         }
 
     def why(name: str) -> dict:
@@ -76,7 +76,7 @@ def record(
         ],
         "fp32_layers": [why(name) for name in chosen[fallback.FP32]],
         # MatMuls out of INT8 that kept 8-bit weights (MatMulNBits): a quarter of FP32's size
-        "weight_only_layers": [why(name) for name in chosen["weight_only"]],
+        "weight_only_layers": [why(name) for name in chosen[WEIGHT_ONLY]],
     }
 
 

@@ -162,8 +162,9 @@ class QuantizeSpec(Int8SearchSpec):
     fuse: bool = True
     """ONNX Runtime's transformer fusions before quantizing."""
     weight_only_fallback: bool = True
-    """Where the fallback takes MatMuls out of INT8, try them with 8-bit weights only (MatMulNBits) before
-    FP32: about FP32's speed at a quarter of its size (`python -m benchmarks.fallback_forms`)."""
+    """Where the fallback takes MatMuls out of INT8, one more trial with their weights in 8 bits
+    (MatMulNBits), kept over FP32 if the budget still holds: about FP32's speed at a quarter of its weights'
+    size (`python -m benchmarks.fallback_forms`)."""
 
 
 class EngineInt8Spec(Int8SearchSpec):
