@@ -51,9 +51,9 @@ LOOKUPS = {"EmbedLayerNormalization", "Gather"}
 # (MatMulNBits), activations quantized per row and block at run time (accuracy level 4, MLAS's int8
 # path). What it costs and buys is measured by `python -m benchmarks.fallback_forms`; the block size
 # and level were chosen in a scratch study on this project's Xeon (AMX) with ONNX Runtime 1.32 (one
-# MatMul + bias, MiniLM's shapes, median of 30): level 4 / block 128 ran at 0.87-1.08x the FP32
-# MatMul's time where level 0 (dequantize, then FP32) took 1.1-2.4x and block 32 1.0-1.3x, with a
-# largest error 0.6-0.9x that of the dynamic INT8 MatMul's on random rows.
+# MatMul + bias, MiniLM's four shapes at 1x128 and 32x64, median of 30): level 4 / block 128 ran at
+# 0.86-1.08x the FP32 MatMul's time where level 0 (dequantize, then FP32) took 1.08-2.4x and level 4 /
+# block 32 1.12-1.36x, with a largest error 0.65-0.9x that of the dynamic INT8 MatMul's on random rows.
 WEIGHT_ONLY = "weight_only"  # the form's name in the fallback's trials
 WEIGHT_ONLY_OPS = {"MatMul"}
 WEIGHT_ONLY_SETTINGS = {"bits": 8, "block_size": 128, "is_symmetric": True, "accuracy_level": 4}
