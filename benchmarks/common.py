@@ -66,6 +66,16 @@ def prepare(name: str, rounds: int, needs: tuple[str, ...], add_arguments=None) 
     return Prepared(args, loaded, outcome, splits, num_labels(loaded.recipe.data, splits.train), reporter)
 
 
+def folder_beside(fp32_folder: Path, folder: Path) -> Path:
+    """A new `folder` holding `fp32_folder`'s config and tokenizer (everything but the graph), for
+    another graph of the same model to be written into."""
+    folder.mkdir()
+    for f in fp32_folder.iterdir():
+        if f.suffix != ".onnx":
+            (folder / f.name).write_bytes(f.read_bytes())
+    return folder
+
+
 def interleaved_latency(predictors: dict, batch: int, sequence: int, rounds: int) -> dict[str, list[float]]:
     """Milliseconds per call of each predictor at batch x sequence, the predictors taking turns."""
     rng = np.random.default_rng(0)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import interleaved_latency, prepare
+from benchmarks.common import folder_beside, interleaved_latency, prepare
 from benchmarks.gemm import paired_speedup
 
 # before onnxruntime loads its thread pools
@@ -71,11 +71,7 @@ def main() -> int:
         }
         models = {"FP32 ONNX": fp32}
         for name, layers in forms.items():
-            folder = Path(tmp) / name.replace(" ", "-")
-            folder.mkdir()
-            for f in fp32.path.iterdir():
-                if f.suffix != ".onnx":
-                    (folder / f.name).write_bytes(f.read_bytes())
+            folder = folder_beside(fp32.path, Path(tmp) / name.replace(" ", "-"))
             quantize(
                 prepared.graph,
                 folder / "model.onnx",

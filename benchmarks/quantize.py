@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import interleaved_latency, prepare
+from benchmarks.common import folder_beside, interleaved_latency, prepare
 from benchmarks.gemm import paired_speedup
 from compress.recipe.schema import Shape
 
@@ -52,10 +52,7 @@ def all_int8(fp32_folder: Path, out: Path, spec) -> Path:
     from compress.quantization.isa import resolve_isa
     from compress.quantization.onnxrt import fuse, quantize, scheme_for
 
-    out.mkdir()
-    for f in fp32_folder.iterdir():
-        if f.suffix != ".onnx":
-            (out / f.name).write_bytes(f.read_bytes())
+    folder_beside(fp32_folder, out)
     fuse(fp32_folder / "model.onnx", out / "fused.onnx")
     scheme = scheme_for(
         resolve_isa(spec.isa), mode=spec.mode, per_channel=spec.per_channel, op_types=spec.op_types
@@ -95,11 +92,7 @@ def main() -> int:
         int8_of["compress pruned + INT8"] = "pruned FP32 ONNX"
 
     with tempfile.TemporaryDirectory() as tmp:
-        plain_dir = Path(tmp) / "plain"
-        plain_dir.mkdir()
-        for f in fp32.path.iterdir():
-            if f.suffix != ".onnx":
-                (plain_dir / f.name).write_bytes(f.read_bytes())
+        plain_dir = folder_beside(fp32.path, Path(tmp) / "plain")
         quantize_dynamic(
             str(fp32.path / "model.onnx"), str(plain_dir / "model.onnx"), weight_type=QuantType.QInt8
         )
